@@ -1,0 +1,61 @@
+"""Checkpoint files: written atomically, read with a clear error when they are of the wrong kind.
+
+A checkpoint is a ``torch.save`` dict: ``format``, ``version``, ``kind`` (``teacher`` / ``student``),
+``config`` (the full training config), ``model`` (weights used for inference: the EMA ones),
+``iteration``, ``metrics``, and, in training checkpoints only, ``train_state`` for resuming.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from edge_affectsr.errors import UserError
+
+FORMAT = "edge-affectsr/checkpoint"
+VERSION = 1
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that is missing, damaged, or of the wrong kind or version."""
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, kinds: tuple[str, ...] = ("teacher", "student")) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an edge-affectsr checkpoint")
+    if ckpt.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this toolkit reads ({VERSION}); upgrade edge-affectsr")
+    if ckpt.get("kind") not in kinds:
+        raise CheckpointError(f"{path}: a {ckpt.get('kind')!r} checkpoint, expected one of {kinds}")
+    return ckpt
+
+
+def inference_checkpoint(ckpt: dict) -> dict:
+    """The shippable part of a training checkpoint (no optimizer state)."""
+    return {k: v for k, v in ckpt.items() if k != "train_state"}

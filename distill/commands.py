@@ -1,0 +1,83 @@
+"""The workstation's sub-commands. Light imports only at the top: the heavy modules load in run()."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_MODEL = "teacher-x4"
+
+
+class TrainTeacher:
+    """Train the full AffectSRNet teacher. Re-running with the same --out resumes from its last
+    checkpoint; several processes: torchrun --nproc-per-node N -m edge_affectsr.cli train-teacher ..."""
+
+    help = "train the full AffectSRNet teacher"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "teacher_x4.yaml",
+                       help="training config (YAML; default: the shipped teacher_x4.yaml)")
+        p.add_argument("--data", type=Path, required=True, help="folder of training faces (plain, CelebA, FFHQ or Helen layout)")
+        p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
+        p.add_argument("--out", type=Path, default=Path("runs/teacher"), help="run folder: last.pt (resumable), model.pt")
+        p.add_argument("--iterations", type=int, help="override train.iterations")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from distill.train_teacher import train_teacher
+
+        result = train_teacher(args.config, args.data, args.out, val=args.val, iterations=args.iterations)
+        print(f"done: {result}; model: {args.out / 'model.pt'}")
+        return 0
+
+
+class Evaluate:
+    """Score bicubic and models on faces under the evaluation protocol (HR = centre square,
+    Lanczos to 128; LR = bicubic to 128/scale). Prints a markdown table; --json and --grid save it."""
+
+    help = "compare bicubic and models: PSNR, SSIM, expression agreement, KL, ECM"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", action="append", help=f"checkpoint path or shipped name; repeatable (default: {DEFAULT_MODEL})")
+        p.add_argument("--data", type=Path, help="folder of HR faces (default: the built-in face)")
+        p.add_argument("--scale", type=int, default=4, choices=(4, 8))
+        p.add_argument("--limit", type=int, help="use only the first N faces")
+        p.add_argument("--json", type=Path, help="write the results as JSON here")
+        p.add_argument("--grid", type=Path, help="write a picture LR | bicubic | models | HR here (PNG)")
+        p.add_argument("--markdown", type=Path, help="also write the table here")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from distill.builtin import builtin_face_dir
+        from distill.evaluate import draw_grid, evaluate, markdown_table, write_json
+
+        data = args.data or builtin_face_dir()
+        report, faces, images, (hr_labels, names) = evaluate(args.model or [DEFAULT_MODEL], data, args.scale, args.limit)
+        table = markdown_table(report)
+        print(f"\n{report['faces']} faces from {data}, x{args.scale} "
+              f"(FaceMesh found {report['landmarks_found_lr']} on LR; agreement = top-1 expression of SR equals HR's)\n")
+        print(table)
+        if args.json:
+            write_json(report, args.json)
+        if args.markdown:
+            args.markdown.write_text(table + "\n")
+        if args.grid:
+            draw_grid(faces, images, hr_labels, names, args.grid)
+            print(f"picture: {args.grid}")
+        return 0
+
+
+class Upscale:
+    """Upscale LR face images (square crops, any size) to PNGs with the same names in OUT_DIR."""
+
+    help = "upscale a folder of LR faces to SR PNGs"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("in_dir", type=Path, help="folder of LR face crops")
+        p.add_argument("out_dir", type=Path, help="where the PNGs go (created)")
+        p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint path or shipped name (default: {DEFAULT_MODEL})")
+        p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from distill.upscale import upscale_folder
+
+        upscale_folder(args.in_dir, args.out_dir, args.model, args.overwrite)
+        return 0

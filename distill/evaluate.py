@@ -1,0 +1,114 @@
+"""``edge-affectsr eval``: bicubic vs models on a face set under the evaluation protocol, as a
+markdown table, a JSON file and a picture (LR | bicubic | models | HR, labelled with expressions)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from distill.archs.fer_critic import FERCritic, build_fer_critic
+from distill.data.dataset import FaceArrays, prepare_faces, to_tensor_image
+from distill.data.readers import face_set
+from distill.predictors import BicubicPredictor, load_predictor
+from edge_affectsr import metrics
+from edge_affectsr.errors import UserError
+
+log = logging.getLogger(__name__)
+COLUMNS = [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_y", "PSNR-Y (dB)", 2), ("agreement", "agreement", 3),
+           ("kl", "KL(HR‖SR)", 4), ("ecm", "ECM ↓", 4), ("ms_per_face", "ms/face", 2)]
+
+
+@torch.no_grad()
+def critic_probs(critic: FERCritic, images: np.ndarray, batch: int = 128) -> np.ndarray:
+    """Expression probabilities ``[n, classes]`` for uint8 RGB faces ``[n, H, W, 3]``."""
+    out = [critic.probs(to_tensor_image(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
+    return np.concatenate(out)
+
+
+def run_predictor(pred, faces: FaceArrays, batch: int) -> tuple[np.ndarray, float]:
+    """SR for every face and the mean milliseconds per face."""
+    outs, start = [], time.perf_counter()
+    for i in tqdm(range(0, len(faces), batch), desc=pred.name, unit="batch", leave=False, dynamic_ncols=True):
+        outs.append(pred(faces.lr[i : i + batch], faces.lm_lr[i : i + batch], faces.found_lr[i : i + batch]))
+    return np.concatenate(outs), 1000 * (time.perf_counter() - start) / len(faces)
+
+
+def score(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray) -> dict:
+    return {
+        "psnr": float(np.mean([metrics.psnr(a, b) for a, b in zip(sr, hr)])),
+        "ssim": float(np.mean([metrics.ssim(a, b) for a, b in zip(sr, hr)])),
+        "psnr_y": float(np.mean([metrics.psnr_y(a, b) for a, b in zip(sr, hr)])),
+        "agreement": metrics.expression_agreement(p_hr, p_sr),
+        "kl": metrics.kl_divergence(p_hr, p_sr),
+        "ecm": metrics.emotion_consistency(p_hr, p_sr),
+    }
+
+
+def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None, batch: int = 32):
+    """Scores of bicubic and each model; also returns the images and labels for the picture."""
+    records = face_set(data, split="val")[:limit]
+    faces = prepare_faces(records, scale, desc="eval faces")
+    predictors = [BicubicPredictor(scale)] + [load_predictor(m) for m in models]
+    for p in predictors:
+        if p.scale != scale:
+            raise UserError(f"model {p.name} upscales x{p.scale}, but --scale is {scale}")
+    critic = build_fer_critic()
+    p_hr = critic_probs(critic, faces.hr)
+    rows, images = [], {}
+    for pred in predictors:
+        sr, ms = run_predictor(pred, faces, batch)
+        p_sr = critic_probs(critic, sr)
+        rows.append({"model": pred.name, **score(sr, faces.hr, p_sr, p_hr), "ms_per_face": ms})
+        images[pred.name] = (sr, p_sr.argmax(1))
+    report = {
+        "data": str(data), "scale": scale, "faces": len(faces), "unreadable": len(faces.skipped),
+        "landmarks_found_lr": int(faces.found_lr.sum()), "critic": "FER2013 mini-Xception (fer 25.10.3)",
+        "host": f"{platform.machine()} {torch.get_num_threads()} threads", "rows": rows,
+    }
+    return report, faces, images, (p_hr.argmax(1), critic.class_names)
+
+
+def markdown_table(report: dict) -> str:
+    head = "| model | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    sep = "|---|" + "---:|" * len(COLUMNS)
+    lines = [head, sep]
+    for r in report["rows"]:
+        lines.append(f"| {r['model']} | " + " | ".join(f"{r[k]:.{d}f}" for k, _, d in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def draw_grid(faces: FaceArrays, images: dict, hr_labels, class_names, out: Path, rows: int = 6) -> None:
+    """One row per face: LR (nearest, enlarged) | each predictor | HR, each captioned with the
+    critic's expression."""
+    size, caption = faces.hr.shape[1], 14
+    idx = np.linspace(0, len(faces) - 1, min(rows, len(faces))).astype(int)
+    cols = ["LR"] + list(images) + ["HR"]
+    grid = Image.new("RGB", (size * len(cols), (size + caption) * len(idx) + caption), "white")
+    draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
+    for c, name in enumerate(cols):
+        draw.text((c * size + 3, 1), name, fill="black", font=font)
+    for r, i in enumerate(idx):
+        y = caption + r * (size + caption)
+        tiles = [(Image.fromarray(faces.lr[i]).resize((size, size), Image.NEAREST), "")]
+        tiles += [(Image.fromarray(sr[i]), class_names[lab[i]]) for sr, lab in images.values()]
+        tiles.append((Image.fromarray(faces.hr[i]), class_names[hr_labels[i]]))
+        for c, (tile, label) in enumerate(tiles):
+            grid.paste(tile, (c * size, y))
+            draw.text((c * size + 3, y + size), label, fill="black", font=font)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+
+
+def write_json(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out)

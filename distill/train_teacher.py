@@ -1,0 +1,81 @@
+"""Train the full AffectSRNet teacher: ``edge-affectsr train-teacher --config C --data DIR``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.archs.fer_critic import build_fer_critic
+from distill.archs.teacher import AffectSRNet, TeacherConfig
+from distill.data.dataset import FaceSRDataset, prepare_faces
+from distill.data.degradations import DegradationConfig
+from distill.data.readers import face_set
+from distill.losses import LossWeights, SRLoss
+from distill.training import Run, TrainConfig, Trainer
+from edge_affectsr.config import load_config
+from edge_affectsr.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    val_faces: int = 100  # validation faces used during training (first N of the val folder)
+    degradations: DegradationConfig = Field(default_factory=DegradationConfig)
+
+
+class TeacherTrainingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = "teacher"
+    model: TeacherConfig = Field(default_factory=TeacherConfig)
+    loss: LossWeights = Field(default_factory=LossWeights)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def teacher_predict(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    return model(batch["lr"], batch["lm_lr"], batch["found_lr"]).sr.clamp(0, 1)
+
+
+def make_teacher_loss(cfg: TeacherTrainingConfig):
+    needs_critic = cfg.loss.perceptual or cfg.loss.style or cfg.loss.expression
+    criterion = SRLoss(cfg.loss, build_fer_critic() if needs_critic else None)
+
+    def loss_fn(model: torch.nn.Module, batch: dict):
+        out = model(batch["lr"], batch["lm_lr"], batch["found_lr"])
+        mask = batch["found_lr"]
+        return criterion(out.sr, batch["hr"], out.lm_pred, batch["lm_hr"], mask)
+
+    return loss_fn, criterion
+
+
+def load_sets(cfg_data: DataConfig, scale: int, subset: str, data: Path, val: Path | None, seed: int):
+    records = face_set(data, split="train")
+    if val is None:
+        if len(records) <= cfg_data.val_faces:
+            raise UserError(f"{data} has only {len(records)} faces; give --val or lower data.val_faces")
+        records, val_records = records[: -cfg_data.val_faces], records[-cfg_data.val_faces :]
+    else:
+        val_records = face_set(val, split="val")[: cfg_data.val_faces]
+    train = prepare_faces(records, scale, degradations=cfg_data.degradations, seed=seed, desc="train faces")
+    valid = prepare_faces(val_records, scale, desc="val faces")
+    return FaceSRDataset(train, subset), FaceSRDataset(valid, subset)
+
+
+def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, iterations: int | None = None) -> dict:
+    cfg = load_config(config, TeacherTrainingConfig)
+    if iterations is not None:
+        cfg.train.iterations = iterations
+    train_set, val_set = load_sets(cfg.data, cfg.model.scale, cfg.model.landmark_subset, data, val, cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    loss_fn, criterion = make_teacher_loss(cfg)
+    run = Run(
+        kind="teacher", config=cfg.model_dump(mode="json"), model=AffectSRNet(cfg.model), loss_fn=loss_fn,
+        predict=teacher_predict, train_set=train_set, val_set=val_set, out_dir=Path(out),
+    )
+    trainer = Trainer(run, cfg.train)
+    criterion.to(trainer.device)
+    return trainer.fit()

@@ -1,0 +1,231 @@
+"""The training loop shared by the teacher and the student: seeds, DDP, EMA, progress, periodic
+validation, atomic checkpoints and exact resume.
+
+Data live in memory (``FaceSRDataset``), so batches are drawn from a per-epoch permutation seeded by
+``(seed, epoch)``: after a resume the run continues with exactly the batches it would have seen.
+Under ``torchrun`` every rank takes its own slice of each permutation; rank 0 validates and saves.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict
+from tqdm import tqdm
+
+from distill.checkpoints import FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic
+from distill.data.dataset import FaceSRDataset, to_uint8_image
+from edge_affectsr.errors import UserError
+from edge_affectsr.metrics import psnr
+
+log = logging.getLogger(__name__)
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    iterations: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    lr_min: float = 1e-6
+    warmup: int = 200
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    val_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+    threads: int = 0  # 0 = torch's default
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class Run:
+    """What one training run needs beyond the config."""
+
+    kind: str  # checkpoint kind
+    config: dict  # the full config, saved into checkpoints
+    model: torch.nn.Module
+    loss_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]]
+    predict: Callable[[torch.nn.Module, dict], torch.Tensor]  # batch -> SR in [0, 1]
+    train_set: FaceSRDataset
+    val_set: FaceSRDataset
+    out_dir: Path
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("train.device is 'cuda' but no CUDA GPU is visible")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_at(it: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``lr_min``."""
+    if it < cfg.warmup:
+        return cfg.lr * (it + 1) / cfg.warmup
+    t = (it - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def batch_indices(n: int, it: int, cfg: TrainConfig, rank: int, world: int) -> torch.Tensor:
+    """Indices of iteration ``it``'s batch on this rank (drop-last per epoch, reproducible)."""
+    per_rank = cfg.batch_size
+    steps = max(1, n // (per_rank * world))
+    epoch, step = divmod(it, steps)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+    start = (step * world + rank) * per_rank
+    return perm[start : start + per_rank]
+
+
+def collate(ds: FaceSRDataset, idx: torch.Tensor, device: torch.device) -> dict:
+    items = [ds[int(i)] for i in idx]
+    return {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+
+
+@torch.no_grad()
+def validate(run: Run, model: torch.nn.Module, device: torch.device, batch_size: int = 32) -> float:
+    """Mean PSNR (uint8, RGB) of the model on the validation faces."""
+    model.eval()
+    scores = []
+    for start in range(0, len(run.val_set), batch_size):
+        batch = collate(run.val_set, torch.arange(start, min(start + batch_size, len(run.val_set))), device)
+        sr = to_uint8_image(run.predict(model, batch))
+        hr = to_uint8_image(batch["hr"])
+        scores += [psnr(a, b) for a, b in zip(sr, hr)]
+    return float(np.mean(scores))
+
+
+class Trainer:
+    def __init__(self, run: Run, cfg: TrainConfig) -> None:
+        self.run, self.cfg = run, cfg
+        self.rank, self.world = distributed()
+        self.device = pick_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed + self.rank)
+        self.model = run.model.to(self.device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.train_model = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # find_unused_parameters: a branch outside the loss (e.g. the teacher's landmark head when
+            # loss.landmark is 0) otherwise makes DDP fail on the second iteration.
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=True
+            )
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+        self.it, self.best_psnr, self.last_psnr = 0, -1.0, float("nan")
+        self.last_path = run.out_dir / "last.pt"
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def _checkpoint(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "kind": self.run.kind, "config": self.run.config,
+            "model": self.ema.state_dict(), "iteration": self.it,
+            "metrics": {"val_psnr": self.last_psnr, "best_val_psnr": self.best_psnr},
+            "train_state": {
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            },
+        }
+
+    def save(self) -> None:
+        if self.rank == 0:
+            ckpt = self._checkpoint()
+            save_atomic(ckpt, self.last_path)
+            save_atomic(inference_checkpoint(ckpt), self.run.out_dir / "model.pt")
+
+    def try_resume(self) -> bool:
+        if not self.last_path.exists():
+            return False
+        ckpt = load_checkpoint(self.last_path, kinds=(self.run.kind,))
+        if ckpt["config"].get("model") != self.run.config.get("model"):
+            raise CheckpointError(f"{self.last_path} was trained with a different model config; use a new --out folder")
+        st = ckpt["train_state"]
+        self.model.load_state_dict(st["model"])
+        self.ema.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        torch.set_rng_state(st["torch_rng"])
+        np.random.set_state(st["numpy_rng"])
+        random.setstate(st["python_rng"])
+        self.it = ckpt["iteration"]
+        self.best_psnr = ckpt["metrics"]["best_val_psnr"]
+        self.last_psnr = ckpt["metrics"]["val_psnr"]
+        log.info("resumed from %s at iteration %d", self.last_path, self.it)
+        return True
+
+    # --- loop ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = self.cfg.ema_decay if self.it > self.cfg.warmup else 0.0
+        for e, p in zip(self.ema.state_dict().values(), self.model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(p.detach(), alpha=1 - d)
+            else:
+                e.copy_(p)
+
+    def _step(self) -> dict:
+        self.train_model.train()
+        idx = batch_indices(len(self.run.train_set), self.it, self.cfg, self.rank, self.world)
+        batch = collate(self.run.train_set, idx, self.device)
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.it, self.cfg)
+        loss, parts = self.run.loss_fn(self.train_model, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.it += 1
+        self._update_ema()
+        return parts
+
+    def fit(self) -> dict:
+        self.try_resume()
+        bar = tqdm(total=self.cfg.iterations, initial=self.it, desc=self.run.kind, unit="it",
+                   disable=self.rank != 0, dynamic_ncols=True)
+        while self.it < self.cfg.iterations:
+            parts = self._step()
+            bar.update(1)
+            if self.it % self.cfg.val_every == 0 or self.it == self.cfg.iterations:
+                self._validate()
+            if self.it % self.cfg.checkpoint_every == 0 or self.it == self.cfg.iterations:
+                self.save()
+            bar.set_postfix({**{k: f"{v:.4f}" for k, v in parts.items()}, "val_psnr": f"{self.last_psnr:.2f}"})
+        bar.close()
+        if self.world > 1:
+            dist.barrier()
+        return {"iterations": self.it, "val_psnr": self.last_psnr, "best_val_psnr": self.best_psnr}
+
+    def _validate(self) -> None:
+        if self.rank == 0:
+            self.last_psnr = validate(self.run, self.ema, self.device)
+            self.best_psnr = max(self.best_psnr, self.last_psnr)
+            log.info("iteration %d: validation PSNR %.3f dB (EMA weights)", self.it, self.last_psnr)

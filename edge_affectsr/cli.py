@@ -1,0 +1,70 @@
+"""The ``edge-affectsr`` command.
+
+Sub-commands are contributed by the stages through the ``edge_affectsr.commands`` entry-point
+group (see pyproject.toml), so the core never imports a stage. A command is a class with ``help``,
+``add_arguments(parser)`` and ``run(args) -> int``; its module must import only light things at the
+top, so ``--help`` stays fast and works without the stage's extras installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+
+from edge_affectsr.errors import UserError
+
+
+def _missing_extra(name: str, err: Exception):
+    class Missing:
+        help = f"(unavailable: {err})"
+
+        def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+            parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def run(self, args: argparse.Namespace) -> int:
+            raise UserError(f"'{name}' needs a dependency that is not installed ({err}); "
+                            "install the matching extra, e.g. pip install -e '.[distill]'")
+
+    return Missing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-affectsr",
+        description="Emotion-aware face super-resolution for edge devices (AffectSRNet).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for ep in sorted(entry_points(group="edge_affectsr.commands"), key=lambda e: e.name):
+        try:
+            cls = ep.load()
+        except ImportError as e:
+            cls = _missing_extra(ep.name, e)
+        cmd = cls()
+        p = sub.add_parser(ep.name, help=cmd.help, description=cls.__doc__ or cmd.help,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.add_arguments(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args._command.run(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Shipped models and how every command resolves a model reference.
+
+A reference is either a path (a checkpoint ``.pt``, a ``.tflite`` file or a bundle folder) or the
+name of a model shipped inside this package (``teacher-x4``; later ``student-x4`` and ``bundle-x4``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_affectsr.errors import UserError
+
+SHIPPED_DIR = Path(__file__).parent / "models"
+SHIPPED = {
+    "teacher-x4": "teacher-x4.pt",
+}
+
+
+def shipped_models() -> dict[str, Path]:
+    """Names of the shipped models that are present in this installation."""
+    return {name: SHIPPED_DIR / rel for name, rel in SHIPPED.items() if (SHIPPED_DIR / rel).exists()}
+
+
+def resolve_model(ref: str | Path) -> Path:
+    path = Path(ref).expanduser()
+    if path.exists():
+        return path
+    if str(ref) in SHIPPED:
+        target = SHIPPED_DIR / SHIPPED[str(ref)]
+        if target.exists():
+            return target
+        raise UserError(f"shipped model {ref!r} is missing from this installation ({target})")
+    names = ", ".join(shipped_models()) or "none"
+    raise UserError(f"no model file or shipped model named {str(ref)!r} (shipped: {names})")
