@@ -134,10 +134,10 @@ class Trainer:
         self.train_model = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # find_unused_parameters: a branch outside the loss (e.g. the teacher's landmark head when
-            # loss.landmark is 0) otherwise makes DDP fail on the second iteration.
+            # static_graph: parameters whose outputs the loss ignores (the teacher's landmark head
+            # when loss.landmark is 0) otherwise make DDP fail on the second iteration.
             self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=True
+                self.model, device_ids=ids, static_graph=True
             )
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))

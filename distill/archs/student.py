@@ -1,0 +1,148 @@
+"""The edge student: a small residual CNN whose channels are gated by a dense landmark GCN, built
+only from ops that survive int8 conversion and run on the Edge TPU, mobile GPU delegates and CPUs.
+
+Deployable by construction: 3x3/1x1 convolutions, ReLU, add/mul/concat, fully connected layers,
+a sigmoid gate, static shapes. No gather/scatter (landmarks enter as coordinates, not as sampled
+image features), no SiLU/GELU/HardSwish/PReLU. The output is an image-space anchor (the LR input
+repeated scale^2 times) plus the learned residual, clipped to [0, 1], then depth-to-space in DCR
+order last, so the Edge TPU can run everything before it (it cannot run DEPTH_TO_SPACE).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from distill.archs.dense_gcn import DenseGCNLayer
+from edge_affectsr import landmark_graph
+
+
+class StudentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scale: int = 4
+    channels: int = 28
+    blocks: int = 4
+    use_graph: bool = True
+    landmark_subset: str = "contours"
+    gcn_hidden: int = 16
+    gcn_layers: int = 2
+    pooled_regions: int = 8
+
+
+class DepthToSpaceDCR(torch.autograd.Function):
+    """TF's DEPTH_TO_SPACE (DCR): output ``(h*r+i, w*r+j, c)`` = input channel ``(i*r+j)*C + c``.
+    Exports to ONNX as one ``DepthToSpace(mode='DCR')`` (PixelShuffle would export CRD, which
+    onnx2tf can only express with 6-D transposes)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, r: int) -> torch.Tensor:  # noqa: D102
+        ctx.r = r
+        b, c, h, w = x.shape
+        out = x.view(b, r, r, c // (r * r), h, w).permute(0, 3, 4, 1, 5, 2)
+        return out.reshape(b, c // (r * r), h * r, w * r)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        b, c, hr, wr = grad.shape
+        r = ctx.r
+        g = grad.view(b, c, hr // r, r, wr // r, r).permute(0, 3, 5, 1, 2, 4)
+        return g.reshape(b, c * r * r, hr // r, wr // r), None
+
+    @staticmethod
+    def symbolic(g, x, r: int):  # noqa: D102
+        return g.op("DepthToSpace", x, blocksize_i=r, mode_s="DCR")
+
+
+def depth_to_space_dcr(x: torch.Tensor, r: int) -> torch.Tensor:
+    return DepthToSpaceDCR.apply(x, r)
+
+
+class ResBlock(nn.Module):
+    """conv3x3-ReLU-conv3x3 + skip. ``[B, C, h, w] -> [B, C, h, w]``."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class LandmarkGate(nn.Module):
+    """Dense GCN over the landmarks, pooled into per-channel scale and shift for the image features.
+
+    ``lm [B, N, 2] -> (gate [B, C, 1, 1] in (0, 2), shift [B, C, 1, 1], nodes [B, N, H])``.
+    Pooling is a learned linear map over the node axis into a few "regions" (a fully connected op),
+    and the gate ``2 * sigmoid`` starts at 1, so an untrained branch leaves the image path alone.
+    """
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        n = len(landmark_graph.subset_nodes(cfg.landmark_subset))
+        self.coord = nn.Linear(2, cfg.gcn_hidden)
+        self.node_id = nn.Parameter(torch.randn(n, cfg.gcn_hidden) * 0.1)
+        self.gcn = nn.ModuleList(DenseGCNLayer(cfg.gcn_hidden, cfg.gcn_hidden, cfg.landmark_subset) for _ in range(cfg.gcn_layers))
+        self.pool = nn.Linear(n, cfg.pooled_regions, bias=False)
+        nn.init.constant_(self.pool.weight, 1.0 / n)
+        self.to_film = nn.Linear(cfg.gcn_hidden * cfg.pooled_regions, 2 * cfg.channels)
+        nn.init.zeros_(self.to_film.weight)
+        nn.init.zeros_(self.to_film.bias)
+        self.act = nn.ReLU()
+
+    def forward(self, lm: torch.Tensor):
+        x = self.act(self.coord(lm * 2 - 1) + self.node_id)
+        for layer in self.gcn:
+            x = x + self.act(layer(x))
+        pooled = self.pool(x.transpose(1, 2)).flatten(1)  # [B, H * R]
+        gate, shift = self.to_film(pooled).chunk(2, dim=1)
+        return 2 * torch.sigmoid(gate)[..., None, None], shift[..., None, None], x
+
+
+class StudentSR(nn.Module):
+    """``lr [B, 3, h, w]`` in [0, 1], ``lm [B, N, 2]`` -> dict with ``sr [B, 3, h*s, w*s]`` in [0, 1],
+    ``nodes`` (graph embedding, for distillation) and ``features`` (for feature distillation)."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, r = cfg.channels, cfg.scale
+        self.head = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1), nn.ReLU(inplace=True))
+        self.blocks = nn.ModuleList(ResBlock(c) for _ in range(cfg.blocks))
+        self.gate = LandmarkGate(cfg) if cfg.use_graph else None
+        self.tail = nn.Conv2d(c, 3 * r * r, 3, 1, 1)
+
+    def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None) -> dict:
+        r = self.cfg.scale
+        feat = self.head(lr)
+        nodes = None
+        mid = len(self.blocks) // 2
+        for i, block in enumerate(self.blocks):
+            if i == mid and self.gate is not None:
+                gate, shift, nodes = self.gate(lm)
+                feat = feat * gate + shift
+            feat = block(feat)
+        anchor = torch.cat([lr] * (r * r), dim=1)  # DCR layout: nearest-neighbour upscale
+        out = torch.clamp(self.tail(feat) + anchor, 0.0, 1.0)
+        return {"sr": depth_to_space_dcr(out, r), "nodes": nodes, "features": feat}
+
+
+def count_macs(model: nn.Module, lr_size: int, n_landmarks: int) -> int:
+    """Multiply-adds of one forward pass (convs and linear layers), counted with forward hooks."""
+    total = 0
+
+    def conv_hook(m, _i, out):
+        nonlocal total
+        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear_hook(m, _i, out):
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        model(torch.rand(1, 3, lr_size, lr_size), torch.rand(1, n_landmarks, 2))
+    for h in hooks:
+        h.remove()
+    return total

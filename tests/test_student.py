@@ -1,0 +1,116 @@
+"""The edge student: dense GCN == torch-geometric GCNConv, teacher weights carry over, the
+deployability rules and the budget hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch_geometric.nn import GCNConv
+
+from distill.archs.dense_gcn import DenseGCNLayer
+from distill.archs.student import StudentConfig, StudentSR, count_macs, depth_to_space_dcr
+from distill.archs.teacher import AffectSRNet, TeacherConfig
+from edge_affectsr import landmark_graph, protocol
+
+
+@pytest.fixture(scope="module")
+def real_landmarks(shared_data) -> np.ndarray:
+    """FaceMesh landmarks [478, 2] of a real CelebA validation face."""
+    from distill.data.landmarks import FaceMeshDetector
+    from distill.data.readers import read_image
+
+    path = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[0]
+    det = FaceMeshDetector()
+    pts = det(protocol.make_hr(read_image(path)))
+    det.close()
+    assert pts is not None and pts.shape == (478, 2)
+    return pts
+
+
+@pytest.mark.parametrize("subset", ["full", "contours"])
+def test_dense_layer_equals_gcnconv_on_real_landmarks(real_landmarks, subset):
+    torch.manual_seed(0)
+    nodes = landmark_graph.subset_nodes(subset)
+    x = torch.from_numpy(real_landmarks[nodes]).float()
+    feats = torch.cat([x, torch.sin(7 * x), torch.cos(5 * x)], dim=1).unsqueeze(0)  # [1, N, 6]
+    conv = GCNConv(6, 16)
+    nn.init.normal_(conv.bias)
+    dense = DenseGCNLayer(6, 16, subset)
+    dense.load_from_gcnconv(conv)
+    ref = conv(feats, torch.from_numpy(landmark_graph.edge_index(subset)))
+    assert torch.allclose(dense(feats), ref, atol=1e-5)
+    assert ref.abs().max() > 0.1  # a real, non-trivial output
+
+
+def test_teacher_gcn_weights_carry_over_to_dense_layers(real_landmarks):
+    torch.manual_seed(1)
+    teacher = AffectSRNet(TeacherConfig(nf=8, gc=4, blocks=1, gcn_hidden=12, gcn_layers=2)).eval()
+    x = torch.randn(2, 478, 12)
+    for conv in teacher.gcn.convs:
+        nn.init.normal_(conv.bias)
+        dense = DenseGCNLayer(12, 12, "full")
+        dense.load_from_gcnconv(conv)
+        assert torch.allclose(dense(x), conv(x, teacher.gcn.edge_index), atol=1e-5)
+
+
+def test_adjacency_is_a_frozen_constant():
+    layer = DenseGCNLayer(4, 4, "contours")
+    assert not layer.aggregate.weight.requires_grad
+    np.testing.assert_array_equal(layer.aggregate.weight.numpy(), landmark_graph.normalized_adjacency("contours"))
+
+
+def test_depth_to_space_is_dcr_and_anchor_is_nearest_upscale():
+    lr = torch.rand(2, 3, 8, 8)
+    up = depth_to_space_dcr(torch.cat([lr] * 16, dim=1), 4)
+    assert torch.equal(up, nn.functional.interpolate(lr, scale_factor=4, mode="nearest"))
+    # DCR: output pixel (h*r+i, w*r+j, c) comes from input channel (i*r + j)*C + c
+    x = torch.randn(1, 12, 3, 3)
+    y = depth_to_space_dcr(x, 2)
+    assert torch.equal(y[0, 1, 2 * 1 + 1, 2 * 2 + 0], x[0, (1 * 2 + 0) * 3 + 1, 1, 2])
+
+
+def test_depth_to_space_gradient_matches_autograd_of_reshape():
+    x = torch.randn(1, 48, 4, 4, requires_grad=True)
+    w = torch.randn(1, 3, 16, 16)
+    (depth_to_space_dcr(x, 4) * w).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    (x2.view(1, 4, 4, 3, 4, 4).permute(0, 3, 4, 1, 5, 2).reshape(1, 3, 16, 16) * w).sum().backward()
+    assert torch.allclose(x.grad, x2.grad)
+
+
+def test_default_student_meets_the_budget():
+    cfg = StudentConfig()
+    model = StudentSR(cfg)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = len(landmark_graph.subset_nodes(cfg.landmark_subset))
+    macs = count_macs(model, 32, n)
+    assert params <= 100_000, params
+    assert macs <= 150_000_000, macs
+
+
+def test_student_uses_only_deployable_layers():
+    allowed = (nn.Conv2d, nn.ReLU, nn.Linear, nn.Sequential, nn.ModuleList)
+    model = StudentSR(StudentConfig())
+    for name, m in model.named_modules():
+        if m is model or type(m).__module__.startswith("distill."):
+            continue
+        assert isinstance(m, allowed), f"{name}: {type(m).__name__} is not int8/Edge-TPU friendly"
+
+
+def test_student_output_is_clipped_and_sized():
+    model = StudentSR(StudentConfig())
+    out = model(torch.rand(2, 3, 32, 32), torch.rand(2, len(landmark_graph.subset_nodes("contours")), 2))
+    assert out["sr"].shape == (2, 3, 128, 128)
+    assert out["sr"].min() >= 0 and out["sr"].max() <= 1
+    assert out["nodes"].shape[:2] == (2, 162)
+
+
+def test_untrained_student_is_the_nearest_neighbour_anchor_when_tail_is_zero():
+    model = StudentSR(StudentConfig())
+    nn.init.zeros_(model.tail.weight)
+    nn.init.zeros_(model.tail.bias)
+    lr = torch.rand(1, 3, 32, 32)
+    out = model(lr, torch.rand(1, 162, 2))["sr"]
+    assert torch.allclose(out, nn.functional.interpolate(lr, scale_factor=4, mode="nearest"))
