@@ -81,3 +81,26 @@ class Upscale:
 
         upscale_folder(args.in_dir, args.out_dir, args.model, args.overwrite)
         return 0
+
+
+class Distill:
+    """Distil a teacher into the small edge student (configs: distill/configs/student_x4*.yaml).
+    Re-running with the same --out resumes from its last checkpoint."""
+
+    help = "distil the teacher into the edge student"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--teacher", default=DEFAULT_MODEL, help=f"teacher checkpoint or shipped name (default: {DEFAULT_MODEL})")
+        p.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "student_x4.yaml",
+                       help="distillation config (default: the shipped student_x4.yaml)")
+        p.add_argument("--data", type=Path, required=True, help="folder of training faces")
+        p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
+        p.add_argument("--out", type=Path, default=Path("runs/student"), help="run folder: last.pt (resumable), model.pt")
+        p.add_argument("--iterations", type=int, help="override train.iterations")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from distill.train_student import distill_student
+
+        result = distill_student(args.config, args.teacher, args.data, args.out, val=args.val, iterations=args.iterations)
+        print(f"done: {result}; model: {args.out / 'model.pt'}")
+        return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distill.archs.build import build_sr_model
 from distill.checkpoints import load_checkpoint
 from distill.data.dataset import to_tensor_image, to_uint8_image
 from edge_affectsr import protocol
@@ -30,15 +31,14 @@ class BicubicPredictor:
 
 
 class TorchPredictor:
-    """A teacher (or student) checkpoint, run with torch on the CPU."""
+    """A teacher or student checkpoint, run with torch on the CPU."""
 
     def __init__(self, path: Path, name: str | None = None) -> None:
-        from distill.archs.teacher import AffectSRNet, TeacherConfig
-
         ckpt = load_checkpoint(path)
-        cfg = TeacherConfig.model_validate(ckpt["config"]["model"])
-        self.model = AffectSRNet(cfg).eval()
+        self.kind = ckpt["kind"]
+        self.model = build_sr_model(self.kind, ckpt["config"]["model"]).eval()
         self.model.load_state_dict(ckpt["model"])
+        cfg = self.model.cfg
         self.name = name or Path(path).stem
         self.scale = cfg.scale
         self.nodes = subset_nodes(cfg.landmark_subset)
@@ -48,12 +48,11 @@ class TorchPredictor:
     def __call__(self, lr: np.ndarray, lm: np.ndarray, found: np.ndarray) -> np.ndarray:
         x = to_tensor_image(lr)
         l = torch.from_numpy(np.ascontiguousarray(lm[:, self.nodes])).float()
-        out = self.model(x, l, torch.from_numpy(np.asarray(found)))
-        return to_uint8_image(out.sr)
+        return to_uint8_image(self.model(x, l, torch.from_numpy(np.asarray(found))).sr)
 
 
 def load_predictor(ref: str) -> TorchPredictor:
     path = resolve_model(ref)
     if path.suffix == ".pt":
-        return TorchPredictor(path, name=ref if not Path(ref).exists() else None)
+        return TorchPredictor(path, name=str(ref) if not Path(ref).exists() else f"{path.parent.name}/{path.stem}")
     raise UserError(f"{path}: unsupported model type (expected a .pt checkpoint)")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distill.archs.fer_critic import build_fer_critic
 from distill.archs.teacher import AffectSRNet, TeacherConfig
-from distill.data.dataset import FaceSRDataset, prepare_faces
+from distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
 from distill.data.degradations import DegradationConfig
 from distill.data.readers import face_set
 from distill.losses import LossWeights, SRLoss
@@ -36,10 +36,6 @@ class TeacherTrainingConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-def teacher_predict(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    return model(batch["lr"], batch["lm_lr"], batch["found_lr"]).sr.clamp(0, 1)
-
-
 def make_teacher_loss(cfg: TeacherTrainingConfig):
     needs_critic = cfg.loss.perceptual or cfg.loss.style or cfg.loss.expression
     criterion = SRLoss(cfg.loss, build_fer_critic() if needs_critic else None)
@@ -52,7 +48,8 @@ def make_teacher_loss(cfg: TeacherTrainingConfig):
     return loss_fn, criterion
 
 
-def load_sets(cfg_data: DataConfig, scale: int, subset: str, data: Path, val: Path | None, seed: int):
+def load_faces(cfg_data: DataConfig, scale: int, data: Path, val: Path | None, seed: int) -> tuple[FaceArrays, FaceArrays]:
+    """Training and validation faces under the protocol, with landmarks (see ``prepare_faces``)."""
     records = face_set(data, split="train")
     if val is None:
         if len(records) <= cfg_data.val_faces:
@@ -62,19 +59,20 @@ def load_sets(cfg_data: DataConfig, scale: int, subset: str, data: Path, val: Pa
         val_records = face_set(val, split="val")[: cfg_data.val_faces]
     train = prepare_faces(records, scale, degradations=cfg_data.degradations, seed=seed, desc="train faces")
     valid = prepare_faces(val_records, scale, desc="val faces")
-    return FaceSRDataset(train, subset), FaceSRDataset(valid, subset)
+    return train, valid
 
 
 def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, iterations: int | None = None) -> dict:
     cfg = load_config(config, TeacherTrainingConfig)
     if iterations is not None:
         cfg.train.iterations = iterations
-    train_set, val_set = load_sets(cfg.data, cfg.model.scale, cfg.model.landmark_subset, data, val, cfg.train.seed)
+    train, valid = load_faces(cfg.data, cfg.model.scale, data, val, cfg.train.seed)
+    subset = cfg.model.landmark_subset
     torch.manual_seed(cfg.train.seed)
     loss_fn, criterion = make_teacher_loss(cfg)
     run = Run(
         kind="teacher", config=cfg.model_dump(mode="json"), model=AffectSRNet(cfg.model), loss_fn=loss_fn,
-        predict=teacher_predict, train_set=train_set, val_set=val_set, out_dir=Path(out),
+        train_set=FaceSRDataset(train, subset), val_set=FaceSRDataset(valid, subset), out_dir=Path(out),
     )
     trainer = Trainer(run, cfg.train)
     criterion.to(trainer.device)

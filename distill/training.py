@@ -55,7 +55,6 @@ class Run:
     config: dict  # the full config, saved into checkpoints
     model: torch.nn.Module
     loss_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]]
-    predict: Callable[[torch.nn.Module, dict], torch.Tensor]  # batch -> SR in [0, 1]
     train_set: FaceSRDataset
     val_set: FaceSRDataset
     out_dir: Path
@@ -115,7 +114,7 @@ def validate(run: Run, model: torch.nn.Module, device: torch.device, batch_size:
     scores = []
     for start in range(0, len(run.val_set), batch_size):
         batch = collate(run.val_set, torch.arange(start, min(start + batch_size, len(run.val_set))), device)
-        sr = to_uint8_image(run.predict(model, batch))
+        sr = to_uint8_image(model(batch["lr"], batch["lm_lr"], batch["found_lr"]).sr)
         hr = to_uint8_image(batch["hr"])
         scores += [psnr(a, b) for a, b in zip(sr, hr)]
     return float(np.mean(scores))

@@ -102,9 +102,9 @@ def test_student_uses_only_deployable_layers():
 def test_student_output_is_clipped_and_sized():
     model = StudentSR(StudentConfig())
     out = model(torch.rand(2, 3, 32, 32), torch.rand(2, len(landmark_graph.subset_nodes("contours")), 2))
-    assert out["sr"].shape == (2, 3, 128, 128)
-    assert out["sr"].min() >= 0 and out["sr"].max() <= 1
-    assert out["nodes"].shape[:2] == (2, 162)
+    assert out.sr.shape == (2, 3, 128, 128)
+    assert out.sr.min() >= 0 and out.sr.max() <= 1
+    assert out.nodes.shape[:2] == (2, 162)
 
 
 def test_untrained_student_is_the_nearest_neighbour_anchor_when_tail_is_zero():
@@ -112,5 +112,5 @@ def test_untrained_student_is_the_nearest_neighbour_anchor_when_tail_is_zero():
     nn.init.zeros_(model.tail.weight)
     nn.init.zeros_(model.tail.bias)
     lr = torch.rand(1, 3, 32, 32)
-    out = model(lr, torch.rand(1, 162, 2))["sr"]
+    out = model(lr, torch.rand(1, 162, 2)).sr
     assert torch.allclose(out, nn.functional.interpolate(lr, scale_factor=4, mode="nearest"))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from distill.archs.dense_gcn import DenseGCNLayer
+from distill.archs.output import SROutput
 from edge_affectsr import landmark_graph
 
 
@@ -100,8 +101,11 @@ class LandmarkGate(nn.Module):
 
 
 class StudentSR(nn.Module):
-    """``lr [B, 3, h, w]`` in [0, 1], ``lm [B, N, 2]`` -> dict with ``sr [B, 3, h*s, w*s]`` in [0, 1],
-    ``nodes`` (graph embedding, for distillation) and ``features`` (for feature distillation)."""
+    """``lr [B, 3, h, w]`` in [0, 1], ``lm [B, N, 2]`` -> ``SROutput`` with ``sr`` in [0, 1].
+
+    ``found`` is accepted for parity with the teacher and ignored: where FaceMesh failed, the
+    landmarks are the core's mean shape, and the deployed model has no third input.
+    """
 
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
@@ -112,7 +116,7 @@ class StudentSR(nn.Module):
         self.gate = LandmarkGate(cfg) if cfg.use_graph else None
         self.tail = nn.Conv2d(c, 3 * r * r, 3, 1, 1)
 
-    def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None) -> dict:
+    def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None, found: torch.Tensor | None = None) -> SROutput:
         r = self.cfg.scale
         feat = self.head(lr)
         nodes = None
@@ -124,7 +128,7 @@ class StudentSR(nn.Module):
             feat = block(feat)
         anchor = torch.cat([lr] * (r * r), dim=1)  # DCR layout: nearest-neighbour upscale
         out = torch.clamp(self.tail(feat) + anchor, 0.0, 1.0)
-        return {"sr": depth_to_space_dcr(out, r), "nodes": nodes, "features": feat}
+        return SROutput(sr=depth_to_space_dcr(out, r), nodes=nodes, features=feat)
 
 
 def count_macs(model: nn.Module, lr_size: int, n_landmarks: int) -> int:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from distill.archs.output import SROutput
 from distill.archs.fusion import SplitAttentionFusion
 from distill.archs.graph import LandmarkGCN, LandmarkHead, NodeEncoder, splat_to_grid
 from distill.archs.rrdb import RRDB, PixelShuffleUpsampler
@@ -29,14 +28,6 @@ class TeacherConfig(BaseModel):
     gcn_hidden: int = 32
     gcn_layers: int = 3
     splat_sigma_px: float = 1.0
-
-
-@dataclass
-class SROutput:
-    sr: torch.Tensor  # [B, 3, H, W], not clamped
-    nodes: torch.Tensor | None = None  # [B, N, gcn_hidden] graph embedding per landmark
-    lm_pred: torch.Tensor | None = None  # [B, N, 2] predicted HR landmark positions
-    features: torch.Tensor | None = None  # [B, nf, h, w] fused LR features (for distillation)
 
 
 class AffectSRNet(nn.Module):

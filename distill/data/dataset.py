@@ -92,7 +92,8 @@ def to_uint8_image(t: torch.Tensor) -> np.ndarray:
 
 
 class FaceSRDataset(torch.utils.data.Dataset):
-    """Items: ``lr [3,h,w]``, ``hr [3,128,128]`` in [0, 1], ``lm_lr``/``lm_hr [N,2]``, ``found_lr``."""
+    """Items: ``lr [3,h,w]``, ``hr [3,128,128]`` in [0, 1], ``lm_lr``/``lm_hr [N,2]``, ``found_lr``,
+    plus whatever per-face tensors were put in ``extras``."""
 
     def __init__(self, faces: FaceArrays, subset: str = "full") -> None:
         nodes = subset_nodes(subset)
@@ -101,9 +102,11 @@ class FaceSRDataset(torch.utils.data.Dataset):
         self.lm_lr = torch.from_numpy(faces.lm_lr[:, nodes]).float()
         self.lm_hr = torch.from_numpy(faces.lm_hr[:, nodes]).float()
         self.found_lr = torch.from_numpy(faces.found_lr)
+        self.extras: dict[str, torch.Tensor] = {}  # per-face training targets, e.g. a teacher's outputs
 
     def __len__(self) -> int:
         return len(self.lr)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"lr": self.lr[i], "hr": self.hr[i], "lm_lr": self.lm_lr[i], "lm_hr": self.lm_hr[i], "found_lr": self.found_lr[i]}
+        item = {"lr": self.lr[i], "hr": self.hr[i], "lm_lr": self.lm_lr[i], "lm_hr": self.lm_hr[i], "found_lr": self.found_lr[i]}
+        return item | {k: v[i] for k, v in self.extras.items()}

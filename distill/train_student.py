@@ -1,0 +1,99 @@
+"""Distil the teacher into the edge student: ``edge-affectsr distill --teacher T --data DIR --out DIR``.
+
+The teacher's outputs (SR, LR features, landmark-node embeddings, the critic's distribution on its
+SR) are computed once for every training face and held in memory, so each student step costs only
+the student and the critic: on a CPU that is the difference between hours and minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from distill.archs.fer_critic import build_fer_critic
+from distill.archs.student import StudentConfig, StudentSR
+from distill.data.dataset import FaceSRDataset
+from distill.distill_losses import DistillWeights, distill_loss
+from distill.predictors import TorchPredictor
+from distill.train_teacher import DataConfig, load_faces
+from distill.training import Run, TrainConfig, Trainer
+from edge_affectsr import landmark_graph
+from edge_affectsr.config import load_config
+from edge_affectsr.errors import UserError
+from edge_affectsr.models import resolve_model
+
+log = logging.getLogger(__name__)
+
+
+class StudentTrainingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = "student"
+    model: StudentConfig = Field(default_factory=StudentConfig)
+    loss: DistillWeights = Field(default_factory=DistillWeights)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def node_positions(student_subset: str, teacher_subset: str) -> torch.Tensor:
+    """Where the student's landmark nodes sit among the teacher's (the student's must be a subset)."""
+    s, t = landmark_graph.subset_nodes(student_subset), landmark_graph.subset_nodes(teacher_subset)
+    pos = np.searchsorted(t, s)
+    if not np.array_equal(t[np.minimum(pos, len(t) - 1)], s):
+        raise UserError(f"student landmark subset {student_subset!r} is not inside the teacher's {teacher_subset!r}")
+    return torch.from_numpy(pos)
+
+
+@torch.no_grad()
+def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: torch.Tensor, critic,
+                           student_subset: str, batch: int = 32) -> None:
+    """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16), t_probs and hr_probs."""
+    model = teacher.model.eval()
+    pos = node_positions(student_subset, model.cfg.landmark_subset)
+    outs: dict[str, list] = {k: [] for k in ("t_sr", "t_feat", "t_nodes", "t_probs", "hr_probs")}
+    for i in tqdm(range(0, len(ds), batch), desc="teacher targets", unit="batch", dynamic_ncols=True):
+        sl = slice(i, i + batch)
+        o = model(ds.lr[sl], full_lm[sl][:, teacher.nodes], ds.found_lr[sl])
+        sr = o.sr.clamp(0, 1)
+        outs["t_sr"].append(sr.half())
+        outs["t_feat"].append(o.features.half())
+        if o.nodes is not None:
+            outs["t_nodes"].append(o.nodes[:, pos].half())
+        outs["t_probs"].append(critic.probs(sr))
+        outs["hr_probs"].append(critic.probs(ds.hr[sl]))
+    ds.extras.update({k: torch.cat(v) for k, v in outs.items() if v})
+
+
+def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: Path | None = None,
+                    iterations: int | None = None) -> dict:
+    cfg = load_config(config, StudentTrainingConfig)
+    if iterations is not None:
+        cfg.train.iterations = iterations
+    w = cfg.loss
+    if w.graph and not cfg.model.use_graph:
+        raise UserError("loss.graph needs model.use_graph: true")
+    critic = build_fer_critic()
+    train, valid = load_faces(cfg.data, cfg.model.scale, data, val, cfg.train.seed)
+    train_set = FaceSRDataset(train, cfg.model.landmark_subset)
+    val_set = FaceSRDataset(valid, cfg.model.landmark_subset)
+    if w.needs_teacher or w.expression_hr:
+        teacher = TorchPredictor(resolve_model(teacher_ref), name=str(teacher_ref))
+        if teacher.scale != cfg.model.scale:
+            raise UserError(f"teacher upscales x{teacher.scale} but the student is x{cfg.model.scale}")
+        full_lm = torch.from_numpy(train.lm_lr).float()
+        attach_teacher_targets(train_set, teacher, full_lm, critic, cfg.model.landmark_subset)
+    torch.manual_seed(cfg.train.seed)
+
+    def loss_fn(model, batch):
+        return distill_loss(w, model(batch["lr"], batch["lm_lr"]), batch, critic)
+
+    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref)}
+    run = Run(kind="student", config=config_doc, model=StudentSR(cfg.model), loss_fn=loss_fn,
+              train_set=train_set, val_set=val_set, out_dir=Path(out))
+    trainer = Trainer(run, cfg.train)
+    critic.to(trainer.device)
+    return trainer.fit()
