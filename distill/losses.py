@@ -77,7 +77,9 @@ class SRLoss(nn.Module):
             with torch.no_grad():
                 p_hr = self.critic.probs(hr)
             parts["expression"] = expression_kl(self.critic, sr, p_hr)
-        if self.w.landmark and lm_pred is not None:
+        # Also at weight 0 (then a zero gradient): under DDP every parameter behind a model output
+        # must get a gradient, or the next iteration fails (here: the teacher's landmark head).
+        if lm_pred is not None and lm_hr is not None:
             parts["landmark"] = landmark_loss(lm_pred, lm_hr, lm_mask)
         total = sum(getattr(self.w, k) * v for k, v in parts.items())
         return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -133,11 +133,7 @@ class Trainer:
         self.train_model = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # static_graph: parameters whose outputs the loss ignores (the teacher's landmark head
-            # when loss.landmark is 0) otherwise make DDP fail on the second iteration.
-            self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, static_graph=True
-            )
+            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
         self.it, self.best_psnr, self.last_psnr = 0, -1.0, float("nan")

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from distill.archs.teacher import AffectSRNet, TeacherConfig
 from distill.data.dataset import FaceArrays, FaceSRDataset
 from distill.losses import LossWeights
-from distill.train_teacher import TeacherTrainingConfig, make_teacher_loss, teacher_predict
+from distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
 from distill.training import Run, TrainConfig, Trainer
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
@@ -46,7 +46,7 @@ def main(faces: str, out_dir: str, weights_dir: str, iterations: str, landmark_w
     model = AffectSRNet(cfg.model)
     loss_fn, _ = make_teacher_loss(cfg)
     run = Run(kind="teacher", config=cfg.model_dump(mode="json"), model=model, loss_fn=loss_fn,
-              predict=teacher_predict, train_set=FaceSRDataset(load_faces(Path(faces), "train")),
+              train_set=FaceSRDataset(load_faces(Path(faces), "train")),
               val_set=FaceSRDataset(load_faces(Path(faces), "val")), out_dir=Path(out_dir))
     trainer = Trainer(run, cfg.train)
     assert trainer.world == int(os.environ["WORLD_SIZE"]) and trainer.rank == rank

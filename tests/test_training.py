@@ -24,10 +24,8 @@ from distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
 from distill.data.landmarks import LandmarkCache
 from distill.data.readers import FaceRecord
 from distill.losses import LossWeights
-from distill.train_teacher import TeacherTrainingConfig, make_teacher_loss, teacher_predict
+from distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
 from distill.training import Run, TrainConfig, Trainer, batch_indices, lr_at, validate
-
-pytestmark = pytest.mark.data
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
 WORKER = Path(__file__).with_name("_ddp_worker.py")
@@ -71,7 +69,7 @@ def make_run(cfg: TeacherTrainingConfig, faces: dict[str, FaceArrays], out_dir: 
         return teacher_loss(m, batch)
 
     run = Run(kind=kind, config=cfg.model_dump(mode="json"), model=model, loss_fn=loss_fn,
-              predict=teacher_predict, train_set=FaceSRDataset(faces["train"]),
+              train_set=FaceSRDataset(faces["train"]),
               val_set=FaceSRDataset(faces["val"]), out_dir=out_dir)
     return run, calls
 
@@ -127,11 +125,13 @@ def test_batches_cover_each_epoch_once_and_ranks_are_disjoint():
 # --- training, checkpoints, resume --------------------------------------------------------------------
 
 
+@pytest.mark.data
 def test_real_faces_prepared_for_training(face_arrays):
     assert len(face_arrays["train"]) == 8 and len(face_arrays["val"]) == 4
     assert face_arrays["train"].found_hr.all()
 
 
+@pytest.mark.data
 def test_straight_run_trains_and_writes_checkpoints(straight_run, face_arrays):
     trainer, result, out, calls = straight_run
     assert result["iterations"] == 6 and len(calls) == 6
@@ -153,6 +153,7 @@ def test_straight_run_trains_and_writes_checkpoints(straight_run, face_arrays):
     assert validate(run, model, torch.device("cpu")) == pytest.approx(shipped["metrics"]["val_psnr"], abs=1e-9)
 
 
+@pytest.mark.data
 def test_training_changes_the_weights(straight_run, face_arrays, tmp_path):
     trainer, *_ = straight_run
     run, _ = make_run(teacher_config(), face_arrays, tmp_path)  # same seed: the initial weights
@@ -161,6 +162,7 @@ def test_training_changes_the_weights(straight_run, face_arrays, tmp_path):
     assert len(moved) > len(initial) // 2
 
 
+@pytest.mark.data
 def test_interrupted_run_resumes_exactly(straight_run, face_arrays, tmp_path):
     trainer_a, result_a, out_a, _ = straight_run
     cfg = teacher_config()
@@ -188,6 +190,7 @@ def test_interrupted_run_resumes_exactly(straight_run, face_arrays, tmp_path):
     assert state_close(shipped_b["model"], shipped_a["model"])
 
 
+@pytest.mark.data
 def test_finished_run_does_not_train_again(straight_run, face_arrays, tmp_path):
     *_, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
@@ -197,6 +200,7 @@ def test_finished_run_does_not_train_again(straight_run, face_arrays, tmp_path):
     assert calls == [] and result["iterations"] == 6
 
 
+@pytest.mark.data
 def test_resume_with_a_different_model_config_is_refused(straight_run, face_arrays, tmp_path):
     *_, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
@@ -209,6 +213,7 @@ def test_resume_with_a_different_model_config_is_refused(straight_run, face_arra
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
+@pytest.mark.data
 def test_resume_into_another_kind_is_refused(straight_run, face_arrays, tmp_path):
     *_, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
@@ -236,6 +241,7 @@ def _save_faces(faces: dict[str, FaceArrays], path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.data
 def test_ddp_two_cpu_ranks_stay_in_sync(face_arrays, tmp_path, monkeypatch):
     """Two gloo ranks start from *different* random weights (rank-dependent seed, see the worker);
     DDP must broadcast rank 0's weights and average the gradients, so both ranks end identical, equal

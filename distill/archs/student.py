@@ -86,18 +86,21 @@ class LandmarkGate(nn.Module):
         self.gcn = nn.ModuleList(DenseGCNLayer(cfg.gcn_hidden, cfg.gcn_hidden, cfg.landmark_subset) for _ in range(cfg.gcn_layers))
         self.pool = nn.Linear(n, cfg.pooled_regions, bias=False)
         nn.init.constant_(self.pool.weight, 1.0 / n)
-        self.to_film = nn.Linear(cfg.gcn_hidden * cfg.pooled_regions, 2 * cfg.channels)
-        nn.init.zeros_(self.to_film.weight)
-        nn.init.zeros_(self.to_film.bias)
+        # 1x1 convs on a [B, H*R, 1, 1] map rather than linear layers: their outputs are then real
+        # 4-D feature maps, which onnx2tf lays out NHWC like the image features they scale.
+        self.to_gate = nn.Conv2d(cfg.gcn_hidden * cfg.pooled_regions, cfg.channels, 1)
+        self.to_shift = nn.Conv2d(cfg.gcn_hidden * cfg.pooled_regions, cfg.channels, 1)
+        for fc in (self.to_gate, self.to_shift):  # start as the identity: gate 1, shift 0
+            nn.init.zeros_(fc.weight)
+            nn.init.zeros_(fc.bias)
         self.act = nn.ReLU()
 
     def forward(self, lm: torch.Tensor):
         x = self.act(self.coord(lm * 2 - 1) + self.node_id)
         for layer in self.gcn:
             x = x + self.act(layer(x))
-        pooled = self.pool(x.transpose(1, 2)).flatten(1)  # [B, H * R]
-        gate, shift = self.to_film(pooled).chunk(2, dim=1)
-        return 2 * torch.sigmoid(gate)[..., None, None], shift[..., None, None], x
+        pooled = self.pool(x.transpose(1, 2)).reshape(x.shape[0], -1, 1, 1)  # [B, H * R, 1, 1]
+        return 2 * torch.sigmoid(self.to_gate(pooled)), self.to_shift(pooled), x
 
 
 class StudentSR(nn.Module):
@@ -115,6 +118,14 @@ class StudentSR(nn.Module):
         self.blocks = nn.ModuleList(ResBlock(c) for _ in range(cfg.blocks))
         self.gate = LandmarkGate(cfg) if cfg.use_graph else None
         self.tail = nn.Conv2d(c, 3 * r * r, 3, 1, 1)
+        # residual + anchor (the LR input repeated r*r times along channels: nearest-neighbour
+        # upscaling after the DCR depth-to-space) as one fixed 1x1 conv over concat(residual, LR).
+        # A plain Add here makes onnx2tf 1.29.24 lose the NHWC layout before the depth-to-space
+        # (output [1,192,128,2]); concat + conv converts cleanly and computes the same sum.
+        n = 3 * r * r
+        self.merge = nn.Conv2d(n + 3, n, 1, bias=False)
+        self.merge.weight.data.copy_(torch.cat([torch.eye(n), torch.eye(3).repeat(r * r, 1)], dim=1)[:, :, None, None])
+        self.merge.weight.requires_grad_(False)
 
     def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None, found: torch.Tensor | None = None) -> SROutput:
         r = self.cfg.scale
@@ -126,8 +137,7 @@ class StudentSR(nn.Module):
                 gate, shift, nodes = self.gate(lm)
                 feat = feat * gate + shift
             feat = block(feat)
-        anchor = torch.cat([lr] * (r * r), dim=1)  # DCR layout: nearest-neighbour upscale
-        out = torch.clamp(self.tail(feat) + anchor, 0.0, 1.0)
+        out = torch.clamp(self.merge(torch.cat([self.tail(feat), lr], dim=1)), 0.0, 1.0)
         return SROutput(sr=depth_to_space_dcr(out, r), nodes=nodes, features=feat)
 
 

@@ -1,0 +1,47 @@
+"""Student checkpoint -> ONNX with the layout onnx2tf turns into clean TFLite.
+
+Inputs: ``img`` ``[1, 3, h, w]`` in [0, 1] (NCHW here; onnx2tf makes it NHWC) and ``lm``
+``[1, N, 2]`` normalised landmarks (kept as is with ``-kat lm``). Output: ``sr`` ``[1, H, W, 3]``,
+NHWC already: the explicit transpose after the DCR depth-to-space cancels the one onnx2tf would
+add, so the TFLite graph ends in a single DEPTH_TO_SPACE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.archs.build import build_sr_model
+from distill.checkpoints import load_checkpoint
+
+OPSET = 17
+
+
+class ExportWrapper(nn.Module):
+    """``img [1,3,h,w]``, ``lm [1,N,2]`` -> ``sr [1,H,W,3]``."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, img: torch.Tensor, lm: torch.Tensor) -> torch.Tensor:
+        return self.student(img, lm).sr
+
+
+def load_student(path: Path) -> tuple[nn.Module, dict]:
+    ckpt = load_checkpoint(path, kinds=("student",))
+    model = build_sr_model("student", ckpt["config"]["model"]).eval()
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt
+
+
+def export_onnx(student: nn.Module, out: Path, lr_size: int, n_landmarks: int) -> Path:
+    wrapper = ExportWrapper(student).eval()
+    dummy = (torch.rand(1, 3, lr_size, lr_size), torch.rand(1, n_landmarks, 2))
+    torch.onnx.export(
+        wrapper, dummy, str(out), input_names=["img", "lm"], output_names=["sr"],
+        opset_version=OPSET, dynamo=False, do_constant_folding=True,
+    )
+    return out
