@@ -118,14 +118,18 @@ class StudentSR(nn.Module):
         self.blocks = nn.ModuleList(ResBlock(c) for _ in range(cfg.blocks))
         self.gate = LandmarkGate(cfg) if cfg.use_graph else None
         self.tail = nn.Conv2d(c, 3 * r * r, 3, 1, 1)
-        # residual + anchor (the LR input repeated r*r times along channels: nearest-neighbour
-        # upscaling after the DCR depth-to-space) as one fixed 1x1 conv over concat(residual, LR).
-        # A plain Add here makes onnx2tf 1.29.24 lose the NHWC layout before the depth-to-space
-        # (output [1,192,128,2]); concat + conv converts cleanly and computes the same sum.
+        # The anchor: the LR input repeated r*r times along channels (nearest-neighbour upscaling
+        # after the DCR depth-to-space), added to the residual. Both are fixed 1x1 convs, the sum
+        # a concat + [I | I] conv: a plain Add before the depth-to-space makes onnx2tf 1.29.24 lose
+        # the NHWC layout (output [1,192,128,2]), and concatenating the raw input would force the
+        # int8 input to share the residual's coarser scale.
         n = 3 * r * r
-        self.merge = nn.Conv2d(n + 3, n, 1, bias=False)
-        self.merge.weight.data.copy_(torch.cat([torch.eye(n), torch.eye(3).repeat(r * r, 1)], dim=1)[:, :, None, None])
-        self.merge.weight.requires_grad_(False)
+        self.anchor = nn.Conv2d(3, n, 1, bias=False)
+        self.anchor.weight.data.copy_(torch.eye(3).repeat(r * r, 1)[:, :, None, None])
+        self.merge = nn.Conv2d(2 * n, n, 1, bias=False)
+        self.merge.weight.data.copy_(torch.cat([torch.eye(n), torch.eye(n)], dim=1)[:, :, None, None])
+        for fixed in (self.anchor, self.merge):
+            fixed.weight.requires_grad_(False)
 
     def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None, found: torch.Tensor | None = None) -> SROutput:
         r = self.cfg.scale
@@ -137,7 +141,7 @@ class StudentSR(nn.Module):
                 gate, shift, nodes = self.gate(lm)
                 feat = feat * gate + shift
             feat = block(feat)
-        out = torch.clamp(self.merge(torch.cat([self.tail(feat), lr], dim=1)), 0.0, 1.0)
+        out = torch.clamp(self.merge(torch.cat([self.tail(feat), self.anchor(lr)], dim=1)), 0.0, 1.0)
         return SROutput(sr=depth_to_space_dcr(out, r), nodes=nodes, features=feat)
 
 
