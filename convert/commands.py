@@ -1,0 +1,38 @@
+"""The conversion sub-command. Light imports only at the top."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+class Convert:
+    """Export a student checkpoint to ONNX, convert it with onnx2tf to full-int8 and fp16 TFLite,
+    add the FER critic and the face models, verify every format on every installed runtime, and
+    write a model bundle (only if every gate passes)."""
+
+    help = "student checkpoint -> verified int8/fp16/ONNX model bundle"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("checkpoint", help="student checkpoint (.pt) or shipped name, e.g. student-x4")
+        p.add_argument("--calib", type=Path, required=True, help="folder of face images for int8 calibration (>= 200 usable)")
+        p.add_argument("--out", type=Path, required=True, help="bundle folder to create (must not exist)")
+        p.add_argument("--target", default="all", choices=("all", "edgetpu", "gpu", "cpu", "jetson"))
+        p.add_argument("--val", type=Path, help="faces to verify on (default: the calibration faces)")
+        p.add_argument("--verify-faces", type=int, default=200, help="how many faces to verify on")
+        p.add_argument("--force", action="store_true", help="accept fewer than 200 calibration faces")
+        p.add_argument("--name", default="bundle-x4", help="model name written into the manifest")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from convert.build import build_bundle
+        from edge_affectsr.models import resolve_model
+
+        report = build_bundle(resolve_model(args.checkpoint), args.calib, args.out, args.target, args.val,
+                              args.verify_faces, args.force, args.name)
+        print(report["table"])
+        tpu = report["edgetpu"]
+        print(f"\nEdge TPU (documented rules): {tpu['ops_mapped']}/{tpu['ops_total']} ops mapped; on CPU: "
+              + (", ".join(f"{o['op']} ({o['why_cpu']})" for o in tpu["ops_on_cpu"]) or "none"))
+        print(f"GPU delegate checks: {'ok' if report['gpu']['compatible'] else report['gpu']['problems']}")
+        print(f"bundle: {args.out}")
+        return 0
