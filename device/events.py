@@ -36,10 +36,12 @@ def parse_time(text: str) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-def _finite_or_none(value: Any) -> float | None:
-    """A float for JSON: NaN and infinities become None."""
+def _finite_or_none(value: Any, digits: int | None = None) -> float | None:
+    """A float for JSON: NaN and infinities become None; ``digits`` rounds away float32 noise."""
     value = float(value)
-    return value if math.isfinite(value) else None
+    if not math.isfinite(value):
+        return None
+    return value if digits is None else round(value, digits)
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,8 @@ class FaceEvent:
         return {
             "time": self.time, "frame": self.frame, "source": self.source, "track_id": self.track_id,
             "bbox": list(self.bbox), "lr_size": list(self.lr_size), "expression": self.expression,
-            "probabilities": _finite_map(self.probabilities), "guard": self.guard.to_dict(),
-            "latency_ms": _finite_map(self.latency_ms), "model": self.model, "model_version": self.model_version,
+            "probabilities": _finite_map(self.probabilities, 6), "guard": self.guard.to_dict(),
+            "latency_ms": _finite_map(self.latency_ms, 3), "model": self.model, "model_version": self.model_version,
         }
 
     def to_json(self) -> str:
@@ -133,8 +135,8 @@ class FaceEvent:
         return cls.from_dict(json.loads(line))
 
 
-def _finite_map(values: Mapping[str, float]) -> dict[str, float | None]:
-    return {k: _finite_or_none(v) for k, v in values.items()}
+def _finite_map(values: Mapping[str, float], digits: int) -> dict[str, float | None]:
+    return {k: _finite_or_none(v, digits) for k, v in values.items()}
 
 
 def _nan_map(items: Iterable[tuple[str, float | None]]) -> dict[str, float]:

@@ -71,15 +71,19 @@ class HttpApi:
     """``start()`` serves on a daemon thread and returns the URL; ``stop()`` ends it (bounded).
 
     ``info`` is called per request for the fields that can change while running (model name and
-    version after a SIGHUP reload, the delegate in use), e.g. ``lambda: {"model": ..., "delegate": ...}``.
+    version after a SIGHUP reload, the delegate in use), e.g. ``lambda: {"model": ..., "delegate": ...}``;
+    flat strings, as they are also the labels of ``edge_affectsr_info`` in /metrics. ``sections`` adds
+    named blocks to /api/stats only, e.g. ``{"mqtt": publisher.summary, "crops": saver.summary}``.
     """
 
     def __init__(self, config: HttpConfig | None = None, stats: Stats | None = None, store: EventStore | None = None,
-                 info: Callable[[], Mapping[str, Any]] | None = None) -> None:
+                 info: Callable[[], Mapping[str, Any]] | None = None,
+                 sections: Mapping[str, Callable[[], Any]] | None = None) -> None:
         self.config = config or HttpConfig()
         self.stats = stats or Stats()
         self.store = store
         self.info = info or dict
+        self.sections = dict(sections or {})
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
@@ -163,6 +167,7 @@ class HttpApi:
         body = {**self.info(), **self.stats.snapshot()}
         if self.store is not None:
             body["store"] = self.store.summary()
+        body.update({name: section() for name, section in self.sections.items()})
         return json_response(200, body)
 
     def metrics(self, query: dict[str, list[str]]) -> Response:

@@ -11,6 +11,7 @@ off with one log line instead of ending the daemon; ``failed`` counts the events
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -78,6 +79,8 @@ class JsonlSink:
 
     def _disable(self, error: Exception) -> None:
         log.error("JSON-lines output %s failed (%s); no more events go there", self.name, error)
+        if isinstance(error, BrokenPipeError) and not self._owned:
+            _silence(self._out)
         self._close_locked()
 
     def close(self) -> None:
@@ -106,3 +109,14 @@ def _open_append(path: Path) -> TextIO:
         return open(path, "a", buffering=1, encoding="utf-8", newline="\n")
     except OSError as e:
         raise JsonlError(f"cannot open the JSON-lines file {path}: {e.strerror or e}; check jsonl.path") from None
+
+
+def _silence(stream: TextIO | None) -> None:
+    """Point a dead pipe's descriptor at /dev/null, so the line still buffered in ``stream`` is discarded
+    when it is flushed at exit instead of raising BrokenPipeError there (Python's documented recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no real descriptor (a test's capture object)
+        pass

@@ -167,7 +167,11 @@ class MqttPublisher:
         return self._connected.wait(timeout)
 
     def publish(self, event: FaceEvent) -> bool:
-        """Queue ``event`` for publishing (never blocks); False when that pushed out an older event."""
+        """Queue ``event`` for publishing (never blocks); False when that pushed out an older event, or
+        after ``close()``."""
+        if self._closing.is_set():
+            self.dropped += 1
+            return False
         try:
             self._queue.put_nowait(event)
             return True
@@ -192,8 +196,11 @@ class MqttPublisher:
                         self.config.queue_size, "connected" if self.connected else "unreachable")
 
     def _run(self) -> None:
-        """Worker: hand each queued event to paho, waiting while disconnected; ends at close."""
+        """Worker: while connected, hand each queued event to paho; while not, leave them queued (so a
+        full queue keeps the newest); ends at close."""
         while True:
+            if not self._wait_connection():
+                return
             try:
                 item = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -201,9 +208,6 @@ class MqttPublisher:
                     return
                 continue
             if item is _STOP:
-                return
-            if not self._wait_connection():
-                self.dropped += 1
                 return
             self._send(item)
 

@@ -118,7 +118,10 @@ class EventStore:
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as e:
+        except sqlite3.OperationalError as e:  # full disk, read-only file system, locked by another process
+            db.close()
+            raise StoreError(f"cannot set up the event database {self.path}: {e}; check store.path and free space") from None
+        except sqlite3.DatabaseError as e:  # not an SQLite file, or corrupt
             db.close()
             raise StoreError(f"{self.path} is not a usable event database ({e}); move it away or set store.path") from None
         log.info("event store %s open (%d events)", self.path, self.count(db))
@@ -193,7 +196,7 @@ class EventStore:
             by_age = self._prune_age()
             by_size = self._prune_size()
             if by_age or by_size:
-                self._db.execute("PRAGMA incremental_vacuum")
+                self._db.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 log.info("event store %s: retention removed %d events by age, %d by size; %.2f MB on disk",
                          self.path, by_age, by_size, self.file_bytes() / 1e6)

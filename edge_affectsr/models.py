@@ -13,6 +13,8 @@ from edge_affectsr.errors import UserError
 SHIPPED_DIR = Path(__file__).parent / "models"
 SHIPPED = {
     "teacher-x4": "teacher-x4.pt",
+    "teacher-x4-ablation": "teacher-x4-ablation.pt",  # no graph branch, no expression term
+    "bundle-x4": "bundle-x4",  # a model bundle folder (convert's output), run by the device daemon
 }
 
 

@@ -29,6 +29,8 @@ def runtime_module(runtime: str):
     if runtime not in RUNTIMES:
         raise UserError(f"unknown TFLite runtime {runtime!r}; choose one of {list(RUNTIMES)}")
     try:
+        if runtime == "tf.lite":  # TensorFlow's API modules load lazily: go through the package
+            return importlib.import_module("tensorflow").lite
         return importlib.import_module(RUNTIMES[runtime])
     except ImportError as e:
         raise UserError(f"TFLite runtime {runtime!r} is not installed ({e})") from None

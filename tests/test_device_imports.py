@@ -24,7 +24,8 @@ print("ok", len(sys.modules))
 
 def test_device_modules_are_all_covered():
     assert {"device.interpreter", "device.detect", "device.landmarks", "device.track", "device.capture",
-            "device.builtin"} <= set(MODULES)
+            "device.builtin", "device.events", "device.store", "device.jsonl", "device.stats", "device.http_api",
+            "device.mqtt", "device.crops"} <= set(MODULES)
 
 
 def test_importing_device_pulls_in_no_torch_or_tensorflow():
