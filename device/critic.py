@@ -3,16 +3,18 @@
 Why its own module: the critic labels every reported face (expression + probabilities on the SR
 output) *and* drives the expression-preservation guard, so its preprocessing must be exactly the
 one the bundle was calibrated with (``convert/fer_tflite.critic_input``: BT.601 grey, 64x64 box
-resize, ``x / 127.5 - 1``). It is reimplemented with OpenCV here because ``convert/`` is a
-workstation package: ``cv2.COLOR_RGB2GRAY`` uses the same BT.601 weights as Pillow's ``"L"``
-conversion and ``INTER_AREA`` is a box filter (exact for 128 -> 64); the two agree to within one
-grey level, which a test checks against the convert-side function.
+resize, ``x / 127.5 - 1``). It is reimplemented here because ``convert/`` is a workstation
+package. For the sizes the device feeds it (square multiples of 64: the 128 px SR output and its
+bicubic twin) OpenCV does it faster: ``COLOR_RGB2GRAY`` uses Pillow's BT.601 weights and
+``INTER_AREA`` is an exact box filter for an integer reduction, so the two agree to within one grey
+level (a test checks it against the convert-side function); any other size goes through Pillow.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from device.interpreter import Model
 from edge_affectsr.assets import FER_CLASSES
@@ -27,10 +29,13 @@ class CriticError(UserError):
 
 def critic_input(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB face ``[H, W, 3]`` -> float32 ``[64, 64, 1]`` in [-1, 1], as the bundle's critic expects."""
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    if grey.shape != (INPUT_SIZE, INPUT_SIZE):
-        interp = cv2.INTER_AREA if grey.shape[0] >= INPUT_SIZE else cv2.INTER_LINEAR
-        grey = cv2.resize(grey, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+    h, w = rgb.shape[:2]
+    if h != w or h % INPUT_SIZE:  # not an exact box reduction: Pillow itself, as convert does
+        grey = np.asarray(Image.fromarray(rgb).convert("L").resize((INPUT_SIZE, INPUT_SIZE), Image.BOX))
+    else:
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        if h != INPUT_SIZE:
+            grey = cv2.resize(grey, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
     return (grey.astype(np.float32) * np.float32(1 / 127.5) - 1.0)[..., None]
 
 

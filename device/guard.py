@@ -15,9 +15,15 @@ CelebA-aligned crops, measured once on 50 CelebA val faces), because the crop is
 mean shape by construction. A detection spanning the whole image gives FaceMesh a crop 1.5x too
 wide and errors of ~0.6 inter-ocular distances even on the HR crop; the canonical one gives 0.03.
 
-Default thresholds (measured with ``kl_max``/``landmark_max`` in mind, see docs/device.md):
-landmark error on CelebA val, HR crop median 0.026 / p99 0.08, bicubic x4 median 0.05 / p99 0.13,
-bicubic blurred with sigma 4 median 0.09 / p90 0.17.
+Default thresholds ``kl_max = 0.3``, ``landmark_max = 0.15`` (measured on 148 CelebA val faces
+through the device's detector, FaceMesh and aligner; docs/device.md has the table): an unsharp-masked
+bicubic (a change that keeps the expression) passes 80 % (the misses are faces whose two top
+classes are nearly tied, so argmax agreement flips), a bicubic blurred with sigma 6 passes 0 %
+(FaceMesh no longer finds the face), another person's face 5 %, the face upside down 1 %.
+Caveat, by construction: the reference is bicubic, not the truth. The HR crop itself (a perfect
+upscale) agrees with bicubic on only 57 % of faces, because bicubic already lost part of the
+expression; it passes 34 %. ``preserved: false`` means "reads differently from the plain upscale",
+which for a good model is sometimes an improvement.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ class GuardConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    kl_max: float = Field(0.25, ge=0)  # nats, KL(p_bicubic || p_SR)
+    kl_max: float = Field(0.3, ge=0)  # nats, KL(p_bicubic || p_SR)
     landmark_max: float = Field(0.15, ge=0)  # mean landmark distance / inter-ocular distance
     landmarks: bool = True  # run FaceMesh on the SR output (one more FaceMesh call per face)
     fallback_to_bicubic: bool = False  # report the bicubic upscale when the SR output is not preserved

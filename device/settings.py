@@ -67,6 +67,11 @@ def _default_detector() -> DetectorConfig:
     return DetectorConfig(tiles=(3, 2), tiles_per_call=1)
 
 
+def _default_tracker() -> TrackerConfig:
+    # small far faces move several box widths per second: IoU between frames drops fast
+    return TrackerConfig(iou_threshold=0.1)
+
+
 class DeviceConfig(BaseModel):
     """Everything ``edge-affectsr run`` reads."""
 
@@ -79,7 +84,7 @@ class DeviceConfig(BaseModel):
     landmarks: LandmarkConfig = Field(default_factory=LandmarkConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    tracker: TrackerConfig = Field(default_factory=_default_tracker)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
