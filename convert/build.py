@@ -8,7 +8,6 @@ quality.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import shutil
@@ -30,6 +29,7 @@ from convert.verify import markdown, structure_gate, verify
 from device.detect import mediapipe_model_path
 from distill.archs.fer_critic import build_fer_critic
 from edge_affectsr import landmark_graph
+from edge_affectsr.assets import sha256_file
 from edge_affectsr.bundle import staging_dir, write_bundle
 from edge_affectsr.errors import UserError
 
@@ -48,10 +48,6 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except OSError:
         return None
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def tensor_specs(info, kind: str) -> list[dict]:
@@ -129,7 +125,7 @@ def _build(stage, student, ckpt, checkpoint, calib, val, verify_faces, lr_size, 
     manifest = {
         "name": name, "version": str(ckpt.get("iteration", 0)), "scale": student.cfg.scale,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+        "source": {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                    "git_commit": git_commit(), "teacher": ckpt["config"].get("teacher"), "target": target},
         "models": {
             "sr_int8": {"file": "sr_int8.tflite", "format": "tflite-int8", "inputs": tensor_specs(infos["int8"], "inputs"),

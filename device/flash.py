@@ -62,7 +62,6 @@ RELEASES = "releases"
 CURRENT = "current"
 PARTIAL = ".partial-"
 DEFAULT_REMOTE_CMD = "edge-affectsr"
-DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
 CONNECT_TIMEOUT_S = 10
 SSH_DEFAULTS = ("-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")

@@ -8,6 +8,16 @@ from pathlib import Path
 DEFAULT_MODEL = "teacher-x4"
 
 
+def add_training_arguments(p: argparse.ArgumentParser, config: str, out: str) -> None:
+    """The options every training command shares."""
+    p.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / config,
+                   help=f"training config (YAML; default: the shipped {config})")
+    p.add_argument("--data", type=Path, required=True, help="folder of training faces (plain, CelebA, FFHQ or Helen layout)")
+    p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
+    p.add_argument("--out", type=Path, default=Path(out), help="run folder: last.pt (resumable), model.pt")
+    p.add_argument("--iterations", type=int, help="override train.iterations")
+
+
 class TrainTeacher:
     """Train the full AffectSRNet teacher. Re-running with the same --out resumes from its last
     checkpoint; several processes: torchrun --nproc-per-node N -m edge_affectsr.cli train-teacher ..."""
@@ -15,12 +25,7 @@ class TrainTeacher:
     help = "train the full AffectSRNet teacher"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "teacher_x4.yaml",
-                       help="training config (YAML; default: the shipped teacher_x4.yaml)")
-        p.add_argument("--data", type=Path, required=True, help="folder of training faces (plain, CelebA, FFHQ or Helen layout)")
-        p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
-        p.add_argument("--out", type=Path, default=Path("runs/teacher"), help="run folder: last.pt (resumable), model.pt")
-        p.add_argument("--iterations", type=int, help="override train.iterations")
+        add_training_arguments(p, "teacher_x4.yaml", "runs/teacher")
 
     def run(self, args: argparse.Namespace) -> int:
         from distill.train_teacher import train_teacher
@@ -91,12 +96,7 @@ class Distill:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--teacher", default=DEFAULT_MODEL, help=f"teacher checkpoint or shipped name (default: {DEFAULT_MODEL})")
-        p.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "student_x4.yaml",
-                       help="distillation config (default: the shipped student_x4.yaml)")
-        p.add_argument("--data", type=Path, required=True, help="folder of training faces")
-        p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
-        p.add_argument("--out", type=Path, default=Path("runs/student"), help="run folder: last.pt (resumable), model.pt")
-        p.add_argument("--iterations", type=int, help="override train.iterations")
+        add_training_arguments(p, "student_x4.yaml", "runs/student")
 
     def run(self, args: argparse.Namespace) -> int:
         from distill.train_student import distill_student

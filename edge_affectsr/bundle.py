@@ -7,7 +7,6 @@ manifest from a newer schema is refused rather than half understood.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge_affectsr.assets import sha256_file
 from edge_affectsr.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -60,14 +60,6 @@ class Manifest(BaseModel):
     golden: dict[str, Any]  # files of a small input and its expected output, with a tolerance
     verification: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str]  # relative path -> sha256 of every other file in the bundle
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(bundle: Path) -> Manifest:

@@ -36,7 +36,8 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition", proc: su
             break
         time.sleep(0.05)
     tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+    status = f" (the daemon exited with {proc.returncode})" if proc is not None and proc.poll() is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{status}\n{tail}")
 
 
 def jsonl_events(path: Path) -> list[dict]:
