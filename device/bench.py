@@ -69,11 +69,15 @@ def rss_bytes() -> int:
 class BenchLoop:
     """One loaded bundle + pipeline + store, fed from a looping video."""
 
-    def __init__(self, config: DeviceConfig, bundle_path: str | None, video: Path, threads: int, db: Path) -> None:
+    def __init__(self, config: DeviceConfig, bundle_path: str | None, video: Path, threads: int, db: Path,
+                 keep_all_samples: bool = True) -> None:
         self.config = config.model_copy(update={"interpreter": config.interpreter.model_copy(update={"threads": threads})})
         cfg = self.config
         self.bundle = load_bundle(bundle_path, cfg.interpreter, cfg.detector, cfg.landmarks, self_test=True)
         self.store = EventStore(StoreConfig(path=db, retention_days=None, max_size_mb=None))
+        # timing runs keep every sample (exact quantiles); the soak keeps the daemon's rolling window,
+        # so its memory is the daemon's and not a growing list of samples
+        self._stats_config = StatsConfig(window=1_000_000, fps_window_s=3600) if keep_all_samples else cfg.stats
         self.pipeline = Pipeline(self.bundle, cfg.pipeline, cfg.guard, cfg.align, cfg.tracker, cfg.roi,
                                  stats=self._fresh_stats())
         self.source = VideoSource(str(video), loop=True)
@@ -81,7 +85,7 @@ class BenchLoop:
         self.faces = 0
 
     def _fresh_stats(self) -> Stats:
-        return Stats(StatsConfig(window=1_000_000, fps_window_s=3600), extra_counters=EXTRA_COUNTERS)
+        return Stats(self._stats_config, extra_counters=EXTRA_COUNTERS)
 
     def step(self) -> None:
         """Decode one frame, process it, commit its events."""
@@ -143,7 +147,7 @@ def soak(config: DeviceConfig, bundle: str | None, video: Path, minutes: float, 
             next_sample[0] += sample_s
 
     with tempfile.TemporaryDirectory(prefix="edge-affectsr-soak-") as tmp:
-        loop = BenchLoop(config, bundle, video, threads, Path(tmp) / "events.db")
+        loop = BenchLoop(config, bundle, video, threads, Path(tmp) / "events.db", keep_all_samples=False)
         try:
             for _ in range(WARMUP_FRAMES):
                 loop.step()

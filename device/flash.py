@@ -190,6 +190,9 @@ class Target:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release connections (ssh)."""
+
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
@@ -206,11 +209,9 @@ class Target:
     def prepare(self, release: str) -> TargetState:
         raise NotImplementedError
 
-    def upload(self, bundle: Path, files: list[str], staging: str) -> None:
-        raise NotImplementedError
-
-    def promote(self, staging: str, release: str) -> None:
-        """Rename the finished staging folder to ``releases/<release>`` (replacing a stale one)."""
+    def install(self, bundle: Path, files: list[str], staging: str, release: str) -> None:
+        """Copy ``files`` of ``bundle`` into the new folder ``staging``, then rename it to
+        ``releases/<release>`` (replacing a stale one). The caller removes ``staging`` on failure."""
         raise NotImplementedError
 
     def link_current(self, link: str | None, activate: str | None = None) -> None:
@@ -280,7 +281,7 @@ class LocalTarget(Target):
             link = None
         return TargetState(link, shutil.disk_usage(releases).free, os.path.lexists(releases / release))
 
-    def upload(self, bundle: Path, files: list[str], staging: str) -> None:
+    def install(self, bundle: Path, files: list[str], staging: str, release: str) -> None:
         dst = Path(staging)
         try:
             dst.mkdir()
@@ -294,8 +295,6 @@ class LocalTarget(Target):
             _fsync_dir(dst)
         except OSError as e:
             raise _local_error(e, f"copying the bundle to {dst}") from None
-
-    def promote(self, staging: str, release: str) -> None:
         final = Path(self.path(RELEASES, release))
         try:
             if os.path.lexists(final):
@@ -356,7 +355,7 @@ class LocalTarget(Target):
 
     def restart(self, service: str) -> None:
         try:
-            done = subprocess.run(["systemctl", "restart", service], capture_output=True, text=True,
+            done = subprocess.run(["systemctl", "--no-ask-password", "restart", service], capture_output=True, text=True,
                                   timeout=120, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise ServiceError(f"cannot restart {service}: systemctl is not installed here") from None
@@ -393,8 +392,28 @@ class SshTarget(Target):
         self.user, self.host = user, host
         self.dest = f"{user}@{host}" if user else host
         self.root = posixpath.normpath(root)
-        # The user's options first: for -o settings ssh keeps the first value it sees.
-        self.ssh = ["ssh", *ssh_options, *SSH_DEFAULTS]
+        self.ssh_options = tuple(ssh_options)
+        self._control_dir: str | None = None
+
+    @property
+    def ssh(self) -> list[str]:
+        """The ssh command line. One connection serves all the steps (a handshake costs ~0.5 s on
+        a Pi): the first call starts a master the others share; close() ends it (else it exits by
+        itself 60 s after its last use). The user's options come first: ssh keeps the first value."""
+        if self._control_dir is None:
+            self._control_dir = tempfile.mkdtemp(prefix="edge-affectsr-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        multiplex = ("-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_dir}/%C", "-o", "ControlPersist=60")
+        return ["ssh", *self.ssh_options, *SSH_DEFAULTS, *multiplex]
+
+    def close(self) -> None:
+        if self._control_dir is None:
+            return
+        try:
+            subprocess.run([*self.ssh, "-O", "exit", self.dest], capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        shutil.rmtree(self._control_dir, ignore_errors=True)
+        self._control_dir = None
 
     def describe(self) -> str:
         return f"{self.dest}:{self.root}"
@@ -457,7 +476,8 @@ if [ -e "$root/{RELEASES}/"{shlex.quote(release)} ] || [ -L "$root/{RELEASES}/"{
         return TargetState(values.get("current") or None, int(avail) * 1024 if avail.isdigit() else None,
                            values.get("exists") == "1")
 
-    def upload(self, bundle: Path, files: list[str], staging: str) -> None:
+    def install(self, bundle: Path, files: list[str], staging: str, release: str) -> None:
+        final = self.path(RELEASES, release)
         with tempfile.TemporaryFile() as stream:
             with tarfile.open(fileobj=stream, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 for rel in files:
@@ -468,13 +488,11 @@ if [ -e "$root/{RELEASES}/"{shlex.quote(release)} ] || [ -L "$root/{RELEASES}/"{
                     with open(Path(bundle) / rel, "rb") as fh:
                         tar.addfile(info, fh)
             stream.seek(0)
-            script = f"set -e; mkdir {shlex.quote(staging)}; cd {shlex.quote(staging)}; tar -xf -; sync"
-            self._run(script, f"copying the bundle to {staging}", stdin=stream, timeout=1800)
-
-    def promote(self, staging: str, release: str) -> None:
-        final = self.path(RELEASES, release)
-        self._run(f"set -e; if [ -e {shlex.quote(final)} ]; then rm -rf {shlex.quote(final)}; fi; "
-                  f"mv {shlex.quote(staging)} {shlex.quote(final)}", f"renaming {staging} to {final}")
+            # One round trip: unpack into the staging folder, flush it, and only then rename it.
+            q_staging, q_final = shlex.quote(staging), shlex.quote(final)
+            script = (f"set -e; mkdir {q_staging}; tar -xf - -C {q_staging}; sync; "
+                      f"if [ -e {q_final} ]; then rm -rf {q_final}; fi; mv {q_staging} {q_final}")
+            self._run(script, f"copying the bundle to {final}", stdin=stream, timeout=1800)
 
     def link_current(self, link: str | None, activate: str | None = None) -> None:
         steps = ["set -e", f"cd {shlex.quote(self.root)}"]
@@ -504,7 +522,7 @@ if [ -e "$root/{RELEASES}/"{shlex.quote(release)} ] || [ -L "$root/{RELEASES}/"{
         return done.returncode, _last_line(done.stdout, done.stderr)
 
     def restart(self, service: str) -> None:
-        done = self._run(f"systemctl restart {shlex.quote(service)}", f"restarting {service}", check=False)
+        done = self._run(f"systemctl --no-ask-password restart {shlex.quote(service)}", f"restarting {service}", check=False)
         if done.returncode != 0:
             raise _service_error(service, done.stdout + done.stderr, self.dest)
 
@@ -513,7 +531,7 @@ if [ -e "$root/{RELEASES}/"{shlex.quote(release)} ] || [ -L "$root/{RELEASES}/"{
         done = self._run(cmd, f"polling {url}", timeout=timeout + 60, check=False)
         line = _last_line(done.stdout, done.stderr)
         if done.returncode != 0:
-            raise HealthCheckError(f"on {self.dest}: {line}")
+            raise HealthCheckError(f"health check on {self.dest} failed: {line.removeprefix('FAIL: ')}")
         return line
 
 
@@ -582,6 +600,8 @@ def flash(bundle: str | Path, to: str, options: FlashOptions | None = None) -> F
     opts = options or FlashOptions()
     if opts.keep < 1:
         raise FlashError("--keep must be at least 1")
+    if opts.health_url and urllib.parse.urlsplit(opts.health_url).scheme not in ("http", "https"):
+        raise FlashError(f"--health-url must be an http(s) URL, got {opts.health_url!r}")
     start = time.monotonic()
     bundle = Path(bundle)
     manifest = verify_for_flash(bundle)
@@ -591,8 +611,16 @@ def flash(bundle: str | Path, to: str, options: FlashOptions | None = None) -> F
     if unlisted:
         log.warning("not copying files the manifest does not list: %s", ", ".join(unlisted))
     size = sum((bundle / rel).stat().st_size for rel in files)
-    release = release_name(bundle, manifest)
     target = parse_target(to, opts.ssh_options)
+    try:
+        return _flash(target, bundle, manifest, files, size, opts, start)
+    finally:
+        target.close()
+
+
+def _flash(target: Target, bundle: Path, manifest: Manifest, files: list[str], size: int, opts: FlashOptions,
+           start: float) -> FlashResult:
+    release = release_name(bundle, manifest)
     where = target.describe()
     log.info("flashing %s v%s (%d files, %.1f MB) to %s as %s/%s", manifest.name, manifest.version,
              len(files), size / 1e6, where, RELEASES, release)
@@ -612,8 +640,7 @@ def flash(bundle: str | Path, to: str, options: FlashOptions | None = None) -> F
 
     staging = target.path(RELEASES, f".{release}{PARTIAL}{os.getpid()}")
     try:
-        target.upload(bundle, files, staging)
-        target.promote(staging, release)
+        target.install(bundle, files, staging, release)
     except BaseException:
         _quietly(target.remove, [staging])
         raise
@@ -621,16 +648,15 @@ def flash(bundle: str | Path, to: str, options: FlashOptions | None = None) -> F
     line = _selftest(target, release_dir, opts, remove_on_failure=True)
 
     link = f"{RELEASES}/{release}"
+    progress: list[str] = []  # "restart" once a restart was attempted: the rollback restarts again
     try:
+        # A failed switch may still have switched (the connection dropped after the rename):
+        # from here on every failure restores the previous link before removing the release.
         target.link_current(link, activate=release)
-    except BaseException:
-        _quietly(target.remove, [release_dir])
-        raise
-    log.info("switched %s -> %s (was %s)", target.path(CURRENT), link, previous or "nothing")
-    try:
-        health = _restart_and_check(target, opts)
+        log.info("switched %s -> %s (was %s)", target.path(CURRENT), link, previous or "nothing")
+        health = _restart_and_check(target, opts, progress)
     except BaseException as e:
-        note = _rollback(target, previous, release_dir, opts)
+        note = _rollback(target, previous, release_dir, opts, restart="restart" in progress)
         if isinstance(e, FlashError):
             raise type(e)(f"{e}; {note}") from None
         raise
@@ -656,9 +682,10 @@ def _selftest(target: Target, release_dir: str, opts: FlashOptions, remove_on_fa
     raise SelfTestFailedError(f"self-test failed on {target.describe()}: {line}{hint}; {kept}")
 
 
-def _restart_and_check(target: Target, opts: FlashOptions) -> str | None:
+def _restart_and_check(target: Target, opts: FlashOptions, progress: list[str]) -> str | None:
     if opts.service:
         log.info("restarting %s", opts.service)
+        progress.append("restart")
         target.restart(opts.service)
     else:
         log.info("no --service given: not restarting anything (the daemon picks the release up on its next start)")
@@ -670,18 +697,20 @@ def _restart_and_check(target: Target, opts: FlashOptions) -> str | None:
     return line
 
 
-def _rollback(target: Target, previous: str | None, release_dir: str, opts: FlashOptions) -> str:
+def _rollback(target: Target, previous: str | None, release_dir: str, opts: FlashOptions, restart: bool) -> str:
     """Undo a switch: ``current`` back to ``previous`` (removed if there was none), restart, remove
     the new release. Returns one line for the error message; never raises."""
     try:
         target.link_current(previous)
     except Exception as e:  # noqa: BLE001 - report, the caller raises the original error
-        note = (f"ROLLBACK FAILED ({_one_line(e)}): {target.path(CURRENT)} still points at the new release; "
-                f"fix by hand: ln -sfn {previous} current.tmp && mv -Tf current.tmp current")
+        fix = (f"cd {target.root} && ln -sfn {previous} current.tmp && mv -Tf current.tmp current" if previous
+               else f"rm {target.path(CURRENT)}")
+        note = (f"ROLLBACK FAILED ({_one_line(e)}): {target.path(CURRENT)} may still point at the new release "
+                f"{posixpath.basename(release_dir)} (kept); fix on {target.describe()}: {fix}")
         log.error(note)
         return note
     note = f"rolled back: current -> {previous}" if previous else "rolled back: current removed (no previous release)"
-    if opts.service:
+    if opts.service and restart:
         try:
             target.restart(opts.service)
             note += f", {opts.service} restarted"

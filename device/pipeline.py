@@ -190,8 +190,8 @@ class Pipeline:
                latency: dict[str, float]) -> FaceEvent:
         probs = verdict.probabilities
         lr = self.bundle.sr.lr_size
-        return FaceEvent(frame=index, source=source, track_id=track_id, bbox=det.bbox, lr_size=(lr, lr),
-                         expression=self.bundle.critic.label(probs),
+        return FaceEvent(frame=index, source=source, track_id=track_id, bbox=tuple(round(v, 1) for v in det.bbox),
+                         lr_size=(lr, lr), expression=self.bundle.critic.label(probs),
                          probabilities={c: round(float(p), 5) for c, p in zip(self.bundle.critic.classes, probs)},
                          guard=verdict.guard, latency_ms={k: round(v, 3) for k, v in latency.items()},
                          model=self.bundle.name, model_version=self.bundle.version)

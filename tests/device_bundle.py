@@ -1,13 +1,18 @@
 """Where device tests find a real model bundle, and how they copy one to tamper with.
 
 ``$EDGE_AFFECTSR_TEST_BUNDLE`` (a bundle folder) wins; otherwise the shipped ``bundle-x4``
-(``edge_affectsr.models.resolve_model``). Tests that need a bundle skip cleanly where neither exists.
+(``edge_affectsr.models.resolve_model``); otherwise one built once per test run by the real
+``convert`` pipeline from a small untrained student, calibrated on 24 real faces from the shared
+data. Tests that need a bundle skip cleanly where none of these can be had.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,9 +32,47 @@ def find_bundle() -> Path | None:
         return path if (path / MANIFEST).is_file() else None
     try:
         path = resolve_model("bundle-x4")
+        if (path / MANIFEST).is_file():
+            return path
     except UserError:
+        pass
+    return built_bundle()
+
+
+def make_test_student(path: Path, kind: str = "student") -> Path:
+    """An untrained student checkpoint with a small, smooth residual (a plausible output)."""
+    import torch
+
+    from distill.archs.student import StudentConfig, StudentSR
+    from distill.checkpoints import FORMAT, VERSION, save_atomic
+
+    torch.manual_seed(0)
+    cfg = StudentConfig()
+    model = StudentSR(cfg)
+    with torch.no_grad():
+        model.tail.weight.mul_(0.05)
+    save_atomic({"format": FORMAT, "version": VERSION, "kind": kind, "config": {"model": cfg.model_dump()},
+                 "model": model.state_dict(), "iteration": 1, "metrics": {}}, path)
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def built_bundle() -> Path | None:
+    """Build a bundle with the real pipeline once per process (needs the shared faces)."""
+    from conftest import shared_data_dir
+
+    faces = sorted((shared_data_dir() / "celeba" / "val").glob("*.jpg"))[:24]
+    if len(faces) < 24:
         return None
-    return path if (path / MANIFEST).is_file() else None
+    root = Path(tempfile.mkdtemp(prefix="edge-affectsr-test-bundle-"))
+    atexit.register(shutil.rmtree, root, True)
+    (root / "calib").mkdir()
+    for f in faces:
+        shutil.copy(f, root / "calib" / f.name)
+    from convert.build import build_bundle
+
+    build_bundle(make_test_student(root / "student.pt"), root / "calib", root / "bundle", verify_faces=8, force=True)
+    return root / "bundle"
 
 
 def require_bundle() -> Path:

@@ -7,31 +7,19 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from convert.build import build_bundle
 from convert.calibration import CalibrationError, load_calibration
 from convert.edgetpu import edgetpu_report
 from convert.runners import TFLiteRunner
 from convert.tflite_inspect import inspect_tflite
-from distill.archs.student import StudentConfig, StudentSR
-from distill.checkpoints import FORMAT, VERSION, CheckpointError, save_atomic
+from device_bundle import make_test_student
+from distill.checkpoints import CheckpointError
 from edge_affectsr.bundle import BundleError, verify_bundle
 from edge_affectsr.errors import UserError
 from edge_affectsr.tflite_runtime import available_runtimes
 
 pytestmark = pytest.mark.slow
-
-
-def _checkpoint(path, kind="student"):
-    torch.manual_seed(0)
-    cfg = StudentConfig()
-    model = StudentSR(cfg)
-    with torch.no_grad():  # a small, smooth residual: a plausible trained-like output
-        model.tail.weight.mul_(0.05)
-    save_atomic({"format": FORMAT, "version": VERSION, "kind": kind, "config": {"model": cfg.model_dump()},
-                 "model": model.state_dict(), "iteration": 1, "metrics": {}}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +34,7 @@ def calib_dir(shared_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundle(calib_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("conv")
-    ckpt = _checkpoint(root / "student.pt")
+    ckpt = make_test_student(root / "student.pt")
     out = root / "bundle"
     report = build_bundle(ckpt, calib_dir, out, verify_faces=8, force=True)
     return out, report
@@ -104,12 +92,12 @@ def test_tampered_and_newer_bundles_are_refused(bundle, tmp_path):
 
 
 def test_existing_output_and_thin_calibration_are_errors(calib_dir, tmp_path):
-    ckpt = _checkpoint(tmp_path / "s.pt")
+    ckpt = make_test_student(tmp_path / "s.pt")
     (tmp_path / "exists").mkdir()
     with pytest.raises(UserError, match="already exists"):
         build_bundle(ckpt, calib_dir, tmp_path / "exists")
     with pytest.raises(CalibrationError, match="need 200"):
         load_calibration(calib_dir, 4, "contours")
     with pytest.raises(CheckpointError, match="teacher"):
-        build_bundle(_checkpoint(tmp_path / "t.pt", kind="teacher"), calib_dir, tmp_path / "new")
+        build_bundle(make_test_student(tmp_path / "t.pt", kind="teacher"), calib_dir, tmp_path / "new")
     assert not (tmp_path / "new").exists()

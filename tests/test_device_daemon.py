@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from device_bundle import copy_bundle, require_bundle
-from device_daemon_helpers import ROOT, db_events, jsonl_events, looping_builtin, start_daemon, wait_for
+from _device_daemon import ROOT, db_events, jsonl_events, looping_builtin, start_daemon, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -73,5 +73,10 @@ def test_http_flag():
             parse_http(bad)
 
 
+def test_the_example_config_is_valid():
+    cfg = load_device_config(Path(__file__).resolve().parents[1] / "deploy" / "device.example.yaml")
+    assert cfg.capture.newest_frame_wins and cfg.interpreter.delegate_order == ["edgetpu", "gpu", "cpu"]
+
+
 def test_schema_forbids_unknown_sections():
     assert DeviceConfig.model_config["extra"] == "forbid"
