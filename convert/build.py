@@ -106,7 +106,7 @@ def _build(stage, student, ckpt, checkpoint, calib, val, verify_faces, lr_size, 
         files["int8"] = Path(shutil.copy(tfl["int8"], stage / "sr_int8.tflite"))
         files["fp16"] = Path(shutil.copy(tfl["float16"], stage / "sr_fp16.tflite"))
     fer = convert_fer(calib.faces.hr[:300], stage / "fer_int8.tflite")
-    for key, rel in MEDIAPIPE_MODELS.items():
+    for rel in MEDIAPIPE_MODELS.values():
         shutil.copy(mediapipe_model_path(rel), stage / Path(rel).name)
     (stage / "THIRD_PARTY.md").write_text(
         f"face_detection_short_range.tflite, face_landmark.tflite: {MEDIAPIPE_LICENCE}\n"
