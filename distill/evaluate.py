@@ -23,7 +23,8 @@ from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)
 COLUMNS = [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_y", "PSNR-Y (dB)", 2), ("agreement", "agreement", 3),
-           ("kl", "KL(HR‖SR)", 4), ("ecm", "ECM ↓", 4), ("ms_per_face", "ms/face", 2)]
+           ("kl", "KL(HR‖SR)", 4), ("ecm", "ECM ↓", 4), ("params", "params", 0), ("macs_m", "MACs (M)", 1),
+           ("ms_per_face", "ms/face", 2)]
 
 
 @torch.no_grad()
@@ -66,7 +67,9 @@ def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None
     for pred in predictors:
         sr, ms = run_predictor(pred, faces, batch)
         p_sr = critic_probs(critic, sr)
-        rows.append({"model": pred.name, **score(sr, faces.hr, p_sr, p_hr), "ms_per_face": ms})
+        macs_m = pred.macs / 1e6 if pred.macs is not None else None
+        rows.append({"model": pred.name, **score(sr, faces.hr, p_sr, p_hr), "params": pred.params, "macs_m": macs_m,
+                     "ms_per_face": ms})
         images[pred.name] = (sr, p_sr.argmax(1))
     report = {
         "data": str(data), "scale": scale, "faces": len(faces), "unreadable": len(faces.skipped),
@@ -81,7 +84,8 @@ def markdown_table(report: dict) -> str:
     sep = "|---|" + "---:|" * len(COLUMNS)
     lines = [head, sep]
     for r in report["rows"]:
-        lines.append(f"| {r['model']} | " + " | ".join(f"{r[k]:.{d}f}" for k, _, d in COLUMNS) + " |")
+        cells = ("—" if r.get(k) is None else f"{r[k]:,.{d}f}" for k, _, d in COLUMNS)
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from distill.archs.build import build_sr_model
+from distill.archs.complexity import count_macs, count_params
 from distill.checkpoints import load_checkpoint
 from distill.data.dataset import to_tensor_image, to_uint8_image
 from edge_affectsr import protocol
@@ -25,6 +26,7 @@ from edge_affectsr.errors import UserError
 class BicubicPredictor:
     def __init__(self, scale: int) -> None:
         self.name, self.scale = "bicubic", scale
+        self.params = self.macs = None
 
     def __call__(self, lr: np.ndarray, lm: np.ndarray, found: np.ndarray) -> np.ndarray:
         return np.stack([protocol.resize(x, x.shape[0] * self.scale) for x in lr])
@@ -43,6 +45,8 @@ class TorchPredictor:
         self.scale = cfg.scale
         self.nodes = subset_nodes(cfg.landmark_subset)
         self.iteration = ckpt.get("iteration")
+        self.params = count_params(self.model)
+        self.macs = count_macs(self.model, protocol.lr_size(self.scale), len(self.nodes))
 
     @torch.no_grad()
     def __call__(self, lr: np.ndarray, lm: np.ndarray, found: np.ndarray) -> np.ndarray:

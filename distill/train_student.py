@@ -21,7 +21,7 @@ from distill.data.dataset import FaceSRDataset
 from distill.distill_losses import DistillWeights, distill_loss
 from distill.predictors import TorchPredictor
 from distill.train_teacher import DataConfig, load_faces
-from distill.training import Run, TrainConfig, Trainer
+from distill.training import Run, TrainConfig, Trainer, pick_device
 from edge_affectsr import landmark_graph
 from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
@@ -50,21 +50,27 @@ def node_positions(student_subset: str, teacher_subset: str) -> torch.Tensor:
 
 @torch.no_grad()
 def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: torch.Tensor, critic,
-                           student_subset: str, batch: int = 32) -> None:
-    """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16), t_probs and hr_probs."""
-    model = teacher.model.eval()
+                           student_subset: str, device: torch.device, batch: int = 32) -> None:
+    """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16), t_probs and hr_probs.
+
+    Run on the training device (the teacher costs minutes per epoch on a CPU); the targets are
+    kept on the host, like the rest of the dataset.
+    """
+    model = teacher.model.to(device).eval()
+    critic.to(device)
     pos = node_positions(student_subset, model.cfg.landmark_subset)
     outs: dict[str, list] = {k: [] for k in ("t_sr", "t_feat", "t_nodes", "t_probs", "hr_probs")}
     for i in tqdm(range(0, len(ds), batch), desc="teacher targets", unit="batch", dynamic_ncols=True):
         sl = slice(i, i + batch)
-        o = model(ds.lr[sl], full_lm[sl][:, teacher.nodes], ds.found_lr[sl])
+        lm = full_lm[sl][:, teacher.nodes].to(device)
+        o = model(ds.lr[sl].to(device), lm, ds.found_lr[sl].to(device))
         sr = o.sr.clamp(0, 1)
-        outs["t_sr"].append(sr.half())
-        outs["t_feat"].append(o.features.half())
+        outs["t_sr"].append(sr.half().cpu())
+        outs["t_feat"].append(o.features.half().cpu())
         if o.nodes is not None:
-            outs["t_nodes"].append(o.nodes[:, pos].half())
-        outs["t_probs"].append(critic.probs(sr))
-        outs["hr_probs"].append(critic.probs(ds.hr[sl]))
+            outs["t_nodes"].append(o.nodes[:, pos].half().cpu())
+        outs["t_probs"].append(critic.probs(sr).cpu())
+        outs["hr_probs"].append(critic.probs(ds.hr[sl].to(device)).cpu())
     ds.extras.update({k: torch.cat(v) for k, v in outs.items() if v})
 
 
@@ -85,7 +91,8 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
         if teacher.scale != cfg.model.scale:
             raise UserError(f"teacher upscales x{teacher.scale} but the student is x{cfg.model.scale}")
         full_lm = torch.from_numpy(train.lm_lr).float()
-        attach_teacher_targets(train_set, teacher, full_lm, critic, cfg.model.landmark_subset)
+        attach_teacher_targets(train_set, teacher, full_lm, critic, cfg.model.landmark_subset,
+                               pick_device(cfg.train.device))
     torch.manual_seed(cfg.train.seed)
 
     def loss_fn(model, batch):

@@ -1,7 +1,7 @@
 """Shipped models and how every command resolves a model reference.
 
 A reference is either a path (a checkpoint ``.pt``, a ``.tflite`` file or a bundle folder) or the
-name of a model shipped inside this package (``teacher-x4``; later ``student-x4`` and ``bundle-x4``).
+name of a model shipped inside this package (``teacher-x4``, ``student-x4``, ``bundle-x4``, ...).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ SHIPPED_DIR = Path(__file__).parent / "models"
 SHIPPED = {
     "teacher-x4": "teacher-x4.pt",
     "teacher-x4-ablation": "teacher-x4-ablation.pt",  # no graph branch, no expression term
+    "student-x4": "student-x4.pt",  # the distilled edge student (convert's input)
+    "student-x4-nodistill": "student-x4-nodistill.pt",  # control: the same student, ground truth only
+    "student-x4-nograph": "student-x4-nograph.pt",  # control: distilled, no landmark branch
     "bundle-x4": "bundle-x4",  # a model bundle folder (convert's output), run by the device daemon
 }
 

@@ -10,7 +10,8 @@ from torch import nn
 from torch_geometric.nn import GCNConv
 
 from distill.archs.dense_gcn import DenseGCNLayer
-from distill.archs.student import StudentConfig, StudentSR, count_macs, depth_to_space_dcr
+from distill.archs.complexity import count_macs, count_params
+from distill.archs.student import StudentConfig, StudentSR, depth_to_space_dcr
 from distill.archs.teacher import AffectSRNet, TeacherConfig
 from edge_affectsr import landmark_graph, protocol
 
@@ -83,7 +84,7 @@ def test_depth_to_space_gradient_matches_autograd_of_reshape():
 def test_default_student_meets_the_budget():
     cfg = StudentConfig()
     model = StudentSR(cfg)
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    params = count_params(model)
     n = len(landmark_graph.subset_nodes(cfg.landmark_subset))
     macs = count_macs(model, 32, n)
     assert params <= 100_000, params

@@ -143,24 +143,3 @@ class StudentSR(nn.Module):
             feat = block(feat)
         out = torch.clamp(self.merge(torch.cat([self.tail(feat), self.anchor(lr)], dim=1)), 0.0, 1.0)
         return SROutput(sr=depth_to_space_dcr(out, r), nodes=nodes, features=feat)
-
-
-def count_macs(model: nn.Module, lr_size: int, n_landmarks: int) -> int:
-    """Multiply-adds of one forward pass (convs and linear layers), counted with forward hooks."""
-    total = 0
-
-    def conv_hook(m, _i, out):
-        nonlocal total
-        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear_hook(m, _i, out):
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        model(torch.rand(1, 3, lr_size, lr_size), torch.rand(1, n_landmarks, 2))
-    for h in hooks:
-        h.remove()
-    return total

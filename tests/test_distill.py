@@ -1,0 +1,67 @@
+"""`edge-affectsr distill` end to end on a few real faces with the shipped teacher."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from distill.checkpoints import load_checkpoint
+from distill.data.dataset import FaceSRDataset, prepare_faces
+from distill.data.readers import FaceRecord
+from distill.archs.fer_critic import build_fer_critic
+from distill.predictors import TorchPredictor, load_predictor
+from distill.train_student import attach_teacher_targets, distill_student
+from edge_affectsr.models import resolve_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "distill" / "configs"
+
+
+def copy_faces(src: list[Path], folder: Path) -> Path:
+    folder.mkdir()
+    for p in src:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def faces(shared_data: Path, tmp_path_factory) -> tuple[Path, Path]:
+    train = sorted((shared_data / "celeba" / "train").glob("*.jpg"))[::500][:8]
+    val = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:4]
+    if len(train) < 8 or len(val) < 4:
+        pytest.skip("too few CelebA faces in the shared data")
+    root = tmp_path_factory.mktemp("faces")
+    return copy_faces(train, root / "train"), copy_faces(val, root / "val")
+
+
+def test_distill_writes_a_student_that_upscales(faces, tmp_path):
+    cfg = yaml.safe_load((CONFIGS / "student_x4.yaml").read_text())
+    cfg["train"].update(batch_size=4, threads=1, device="cpu", warmup=1)
+    config = tmp_path / "student.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = distill_student(config, "teacher-x4", faces[0], tmp_path / "run", val=faces[1], iterations=2)
+    assert result["iterations"] == 2 and result["val_psnr"] > 10
+    ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert ckpt["kind"] == "student" and ckpt["config"]["teacher"] == "teacher-x4"
+    pred = load_predictor(str(tmp_path / "run" / "model.pt"))
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[1].glob("*.jpg"))], 4, desc="val")
+    sr = pred(arrays.lr, arrays.lm_lr, arrays.found_lr)
+    assert sr.shape == (4, 128, 128, 3)
+
+
+def test_teacher_targets_match_the_teacher_run_directly(faces):
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))], 4, desc="train")
+    ds = FaceSRDataset(arrays, "contours")
+    teacher = TorchPredictor(resolve_model("teacher-x4"))
+    full_lm = torch.from_numpy(arrays.lm_lr).float()
+    attach_teacher_targets(ds, teacher, full_lm, build_fer_critic(), "contours", torch.device("cpu"))
+    assert ds.extras["t_sr"].shape == (8, 3, 128, 128) and ds.extras["t_sr"].dtype == torch.float16
+    assert ds.extras["t_nodes"].shape[:2] == (8, 162)
+    sr = teacher(arrays.lr, arrays.lm_lr, arrays.found_lr)  # uint8, straight through the predictor
+    t_sr = (ds.extras["t_sr"].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    assert abs(t_sr.astype(int) - sr.astype(int)).max() <= 1  # fp16 storage costs at most one level
+    probs = ds.extras["hr_probs"]
+    assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
