@@ -23,7 +23,6 @@ from convert.export import export_onnx, load_student
 from convert.fer_tflite import convert_fer
 from convert.gpu import gpu_report
 from convert.onnx2tflite import convert as onnx_to_tflite
-from convert.runners import TFLiteRunner
 from convert.tflite_inspect import inspect_tflite
 from convert.verify import markdown, structure_gate, verify
 from device.detect import mediapipe_model_path
@@ -32,6 +31,7 @@ from edge_affectsr import landmark_graph
 from edge_affectsr.assets import sha256_file
 from edge_affectsr.bundle import staging_dir, write_bundle
 from edge_affectsr.errors import UserError
+from edge_affectsr.tflite_sr import TFLiteRunner
 
 log = logging.getLogger(__name__)
 TARGETS = ("all", "edgetpu", "gpu", "cpu", "jetson")

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from convert.runners import OnnxRunner, TFLiteRunner, run_all
+from convert.runners import OnnxRunner, run_all
 from distill.archs.fer_critic import FERCritic
 from distill.data.dataset import to_tensor_image, to_uint8_image
 from distill.evaluate import critic_probs
 from edge_affectsr import metrics
 from edge_affectsr.tflite_runtime import available_runtimes
+from edge_affectsr.tflite_sr import TFLiteRunner
 
 log = logging.getLogger(__name__)
 GATES = {"int8_psnr_drop_db": 0.3, "int8_agreement_drop": 0.02, "runtime_pair_psnr_db": 45.0}

@@ -89,3 +89,36 @@ class Bench:
         bundle = args.bundle or config.bundle.path
         run_bench(config, bundle, args.video, args.seconds, args.threads, args.soak_minutes, args.json)
         return 0
+
+
+class CameraEval:
+    """Score the camera path on real face photos: each is pasted into a 640x480 frame and taken
+    through the device pipeline (BlazeFace, FaceMesh TFLite, aligner, int8 SR); the SR output and
+    reference outputs are scored against the aligned HR crop and given to the expression guard.
+    Prints a markdown table; --json/--markdown save it."""
+
+    help = "score the device pipeline's upscales and its expression guard on real face photos"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", type=Path, required=True, help="folder of face photos, e.g. ../shared/data/celeba/val")
+        p.add_argument("--bundle", help="model bundle folder (default: the shipped bundle-x4)")
+        p.add_argument("--faces", type=int, default=150, help="how many photos (default: 150)")
+        p.add_argument("--stride", type=int, default=4, help="take every Nth photo in name order (default: 4)")
+        p.add_argument("--offset", type=int, default=0, help="start at this photo (default: 0; 2 gives a disjoint set)")
+        p.add_argument("--json", type=Path, help="write the results as JSON here")
+        p.add_argument("--markdown", type=Path, help="write the table here")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from device.camera_eval import camera_eval, markdown, write_report  # noqa: PLC0415
+        from edge_affectsr.errors import UserError  # noqa: PLC0415
+
+        if args.faces < 2 or args.stride < 1 or args.offset < 0:
+            raise UserError("--faces must be at least 2, --stride at least 1 and --offset at least 0")
+        if not args.data.is_dir():
+            raise UserError(f"--data {args.data} is not a folder")
+        report = camera_eval(args.bundle, args.data, args.faces, args.stride, args.offset)
+        print(f"{report['faces']} of {report['photos']} photos from {report['data']} through the camera path "
+              f"({report['bundle']}); the guard compares each output with bicubic\n")
+        print(markdown(report))
+        write_report(report, args.json, args.markdown)
+        return 0

@@ -48,7 +48,8 @@ def _finite_or_none(value: Any, digits: int | None = None) -> float | None:
 class Guard:
     """The expression-preservation guard's verdict on one upscale.
 
-    ``agreement``: the critic's top-1 on the SR output equals its top-1 on the bicubic upscale;
+    ``agreement``: the critic's top-1 on the SR output equals its top-1 on the bicubic upscale (for
+    information: the guard asks for plausibility, not agreement, see ``device/guard.py``);
     ``kl``: KL(p_bicubic || p_SR); ``landmark_error``: FaceMesh on SR vs the input's landmarks,
     over the inter-ocular distance; ``fallback``: the bicubic upscale was reported instead.
     """

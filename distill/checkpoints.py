@@ -59,3 +59,29 @@ def load_checkpoint(path: Path, kinds: tuple[str, ...] = ("teacher", "student"))
 def inference_checkpoint(ckpt: dict) -> dict:
     """The shippable part of a training checkpoint (no optimizer state)."""
     return {k: v for k, v in ckpt.items() if k != "train_state"}
+
+
+def half_precision(ckpt: dict) -> dict:
+    """The inference checkpoint with its float weights stored as fp16: half the bytes for a shipped
+    model. Loading casts them back into the fp32 model (``load_state_dict`` copies), at a cost
+    below 0.01 dB on the teacher (docs/teacher.md)."""
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    return inference_checkpoint(ckpt) | {"model": weights}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m distill.checkpoints IN OUT``: write IN's inference weights to OUT in fp16."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m distill.checkpoints", description=main.__doc__)
+    parser.add_argument("src", type=Path)
+    parser.add_argument("dst", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        save_atomic(half_precision(load_checkpoint(args.src)), args.dst)
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

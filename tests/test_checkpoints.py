@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint,
-                                 save_atomic)
+from distill.checkpoints import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    inference_checkpoint,
+    load_checkpoint,
+    save_atomic,
+)
+from distill.checkpoints import main as checkpoints_main
 
 
 def checkpoint(kind: str = "teacher", **extra) -> dict:
@@ -114,3 +121,18 @@ def test_inference_checkpoint_drops_only_the_train_state():
     assert "train_state" not in shipped
     assert set(shipped) == set(ckpt) - {"train_state"}
     assert shipped["model"] is ckpt["model"] and "train_state" in ckpt  # the original is untouched
+
+
+def test_half_precision_checkpoint_loads_into_the_fp32_model(tmp_path):
+    model = torch.nn.Conv2d(3, 4, 3)
+    ckpt = {"format": FORMAT, "version": VERSION, "kind": "teacher", "model": model.state_dict(),
+            "train_state": {"optimizer": 1}}
+    src, dst = tmp_path / "full.pt", tmp_path / "half.pt"
+    save_atomic(ckpt, src)
+    checkpoints_main([str(src), str(dst)])
+    half = load_checkpoint(dst)
+    assert "train_state" not in half and half["model"]["weight"].dtype == torch.float16
+    fresh = torch.nn.Conv2d(3, 4, 3)
+    fresh.load_state_dict(half["model"])
+    assert fresh.weight.dtype == torch.float32
+    assert torch.allclose(fresh.weight, model.weight, atol=1e-3)

@@ -11,7 +11,7 @@ import pytest
 from convert.build import build_bundle
 from convert.calibration import CalibrationError, load_calibration
 from convert.edgetpu import edgetpu_report
-from convert.runners import TFLiteRunner
+from edge_affectsr.tflite_sr import TFLiteRunner
 from convert.tflite_inspect import inspect_tflite
 from device_bundle import make_test_student
 from distill.checkpoints import CheckpointError

@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
+from distill.archs.fer_critic import build_fer_critic
 from distill.checkpoints import load_checkpoint
 from distill.data.dataset import FaceSRDataset, prepare_faces
 from distill.data.readers import FaceRecord
-from distill.archs.fer_critic import build_fer_critic
 from distill.predictors import TorchPredictor, load_predictor
 from distill.train_student import attach_teacher_targets, distill_student
 from edge_affectsr.models import resolve_model

@@ -6,11 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from distill.archs.complexity import count_macs, count_params
 from distill.evaluate import evaluate, markdown_table
-from distill.predictors import load_predictor
+from distill.predictors import load_predictor, subset_for
+from distill.upscale import upscale_folder
 from edge_affectsr import protocol
+from edge_affectsr.errors import UserError
 
 STUDENTS = ("student-x4", "student-x4-nodistill", "student-x4-nograph")
 
@@ -49,3 +52,31 @@ def test_eval_table_has_cost_columns_and_trained_models_beat_bicubic(val_faces):
     assert bicubic_line.count("—") == 2
     assert "81,304" in table
     assert images["student-x4"][0].shape == (12, 128, 128, 3)
+
+
+def test_bundle_and_tflite_files_score_like_the_checkpoint_they_came_from(val_faces):
+    fp16 = "edge_affectsr/models/bundle-x4/sr_fp16.tflite"
+    report, *_ = evaluate(["student-x4", "bundle-x4", str(Path(__file__).parents[1] / fp16)], val_faces, scale=4)
+    torch_row, int8_row, fp16_row = report["rows"][1:]
+    assert int8_row["model"] == "bundle-x4 (int8)" and int8_row["params"] is None
+    assert abs(int8_row["psnr"] - torch_row["psnr"]) < 0.3  # the conversion gate, on these 12 faces
+    assert abs(fp16_row["psnr"] - torch_row["psnr"]) < 0.01
+
+
+def test_landmark_subset_of_a_bare_model_comes_from_its_input_size():
+    assert subset_for(162, Path("m.tflite")) == "contours"
+    assert subset_for(478, Path("m.tflite")) == "full"
+    with pytest.raises(UserError, match="matches no landmark subset"):
+        subset_for(68, Path("m.tflite"))
+
+
+def test_upscale_a_folder_of_lr_crops_with_the_bundle(val_faces, tmp_path):
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    for p in sorted(val_faces.glob("*.jpg"))[:3]:
+        hr = protocol.make_hr(Image.open(p).convert("RGB"))
+        Image.fromarray(protocol.make_lr(hr, 4)).save(lr_dir / f"{p.stem}.png")
+    upscale_folder(lr_dir, tmp_path / "sr", "bundle-x4")
+    outs = sorted((tmp_path / "sr").glob("*.png"))
+    assert [o.name for o in outs] == sorted(p.name for p in lr_dir.glob("*.png"))
+    assert all(Image.open(o).size == (128, 128) for o in outs)

@@ -1,0 +1,62 @@
+"""The exported SR model as a plain function: uint8 RGB LR face + landmarks -> uint8 RGB SR face.
+
+Shared by ``convert`` (verification across runtimes) and ``eval``/``upscale`` (scoring a
+``.tflite`` file or a bundle like a checkpoint), so both quantise and dequantise the same way.
+The device runtime has its own wrapper (``device/sr.py``) on top of its delegate-aware loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_affectsr.tflite_runtime import make_interpreter
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return x.astype(np.float32)
+    scale, zp = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return q
+    scale, zp = detail["quantization"]
+    return (q.astype(np.float32) - zp) * scale
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+class TFLiteRunner:
+    """``lr`` uint8 ``[h, w, 3]``, ``lm`` float ``[N, 2]`` -> SR uint8 ``[H, W, 3]``."""
+
+    def __init__(self, path: Path, runtime: str, threads: int = 2) -> None:
+        self.it = make_interpreter(path, runtime=runtime, threads=threads)
+        ins = self.it.get_input_details()
+        self.img = next(d for d in ins if len(d["shape"]) == 4)
+        self.lm = next(d for d in ins if len(d["shape"]) == 3)
+        self.out = self.it.get_output_details()[0]
+
+    @property
+    def lr_size(self) -> int:
+        return int(self.img["shape"][1])
+
+    @property
+    def num_landmarks(self) -> int:
+        return int(self.lm["shape"][1])
+
+    @property
+    def scale(self) -> int:
+        return int(self.out["shape"][1]) // self.lr_size
+
+    def __call__(self, lr: np.ndarray, lm: np.ndarray) -> np.ndarray:
+        self.it.set_tensor(self.img["index"], _quantize(lr[None].astype(np.float32) / 255.0, self.img))
+        self.it.set_tensor(self.lm["index"], _quantize(lm[None].astype(np.float32), self.lm))
+        self.it.invoke()
+        return to_uint8(_dequantize(self.it.get_tensor(self.out["index"]), self.out)[0])

@@ -1,0 +1,44 @@
+"""`edge-affectsr camera-eval`: real CelebA photos through the device pipeline, scored against HR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from device_bundle import require_bundle
+
+from device.camera_eval import OUTPUTS, camera_eval, markdown, write_report
+from edge_affectsr.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def report(shared_data: Path) -> dict:
+    return camera_eval(require_bundle(), shared_data / "celeba" / "val", faces=10, stride=60)
+
+
+def test_every_output_is_scored_on_the_faces_the_pipeline_found(report):
+    assert report["photos"] == 10 and report["faces"] + report["missed"] == 10 and report["faces"] >= 8
+    rows = {r["output"]: r for r in report["rows"]}
+    assert list(rows) == list(OUTPUTS)
+    assert rows["the HR crop itself"]["psnr_vs_hr"] is None and rows["the HR crop itself"]["agreement_with_hr"] == 1.0
+    assert rows["bicubic"]["guard_agreement"] == 1.0 and rows["bicubic"]["kl_median"] == 0.0
+
+
+def test_guard_separates_kept_from_destroyed_expressions(report):
+    rows = {r["output"]: r for r in report["rows"]}
+    assert rows["bicubic + unsharp mask"]["guard_pass"] >= 0.6
+    assert rows["bicubic blurred, sigma 6"]["guard_pass"] == 0.0
+    assert rows["the face upside down"]["guard_pass"] <= 0.2
+    assert rows["bicubic blurred, sigma 6"]["psnr_vs_hr"] < rows["bicubic"]["psnr_vs_hr"]
+
+
+def test_report_files(report, tmp_path):
+    write_report(report, tmp_path / "r.json", tmp_path / "r.md")
+    table = (tmp_path / "r.md").read_text()
+    assert table.startswith("| output |") and table.count("\n") == len(OUTPUTS) + 2
+    assert markdown(report) in table
+
+
+def test_too_few_photos_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="at least 2 face photos"):
+        camera_eval(require_bundle(), tmp_path)
