@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.calibration import load_calibration
+from convert.calibration import load_calibration, load_verification
 from convert.edgetpu import edgetpu_report
 from convert.export import export_onnx, load_student
 from convert.fer_tflite import convert_fer
@@ -87,8 +87,7 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
     nodes = landmark_graph.subset_nodes(cfg.landmark_subset)
     lr_size = 128 // cfg.scale
     calib = load_calibration(calib_dir, cfg.scale, cfg.landmark_subset, force=force)
-    val = calib if val_dir is None else load_calibration(val_dir, cfg.scale, cfg.landmark_subset, limit=verify_faces,
-                                                         force=True, keep_all=True)
+    val = calib if val_dir is None else load_verification(val_dir, cfg.scale, cfg.landmark_subset, verify_faces)
     stage = staging_dir(out)
     try:
         report = _build(stage, student, ckpt, checkpoint, calib, val, verify_faces, lr_size, nodes, target, name)

@@ -1,6 +1,11 @@
-"""Calibration faces for full-int8 quantisation, prepared the way the model will see them: the
-evaluation protocol's LR crop and FaceMesh landmarks found on its upscale (mean shape where none),
-restricted to the student's landmark subset."""
+"""Faces for full-int8 calibration and for verification.
+
+Calibration faces are prepared exactly as the camera prepares them: each photo is staged in a
+640x480 frame and taken through the device's own BlazeFace, FaceMesh TFLite and aligner, so the
+quantisation ranges are fitted to the LR crops and landmarks the int8 model will be fed.
+Verification faces follow the evaluation protocol instead (LR = bicubic downsample, FaceMesh on its
+upscale, mean shape where none), so the conversion table compares with ``eval``'s numbers.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
-from distill.data.dataset import FaceArrays, prepare_faces
-from distill.data.readers import face_set
+from device.align import Aligner
+from device.camera_eval import paste
+from device.detect import MODEL_NAME as DETECTOR_NAME
+from device.detect import FaceDetector, mediapipe_model_path
+from device.landmarks import MODEL_NAME as LANDMARK_NAME
+from device.landmarks import FaceLandmarker
+from distill.data.dataset import prepare_faces
+from distill.data.readers import face_set, read_image
+from edge_affectsr import protocol
 from edge_affectsr.errors import UserError
 from edge_affectsr.landmark_graph import subset_nodes
 
@@ -28,28 +42,50 @@ class Calibration:
     img: np.ndarray  # [n, h, w, 3] float32 in [0, 1] (NHWC, as onnx2tf wants)
     lm: np.ndarray  # [n, N, 2] float32
     hr: np.ndarray  # [n, 128, 128, 3] uint8, the same faces at full resolution
-    faces: FaceArrays  # everything that was read
-    usable: int
+    usable: int  # faces with landmarks
 
 
-def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, force: bool = False,
-                     keep_all: bool = False) -> Calibration:
-    """Faces from ``folder``; fewer than MIN_FACES usable ones (readable, landmarks found) is an
-    error unless ``force``: a thin calibration set silently costs int8 quality.
-
-    Calibration keeps only faces whose landmarks were found; verification (``keep_all``) keeps every
-    readable face, the rest with the mean shape, as ``eval`` and the device runtime see them.
-    """
+def _records(folder: Path, limit: int) -> list:
     try:
-        records = face_set(folder)[:limit]
+        return face_set(folder)[:limit]
     except FileNotFoundError as e:
-        raise CalibrationError(f"calibration folder {folder}: {e}") from None
-    faces = prepare_faces(records, scale, desc="calibration faces")
-    usable = int(faces.found_lr.sum())
-    if usable < MIN_FACES and not force:
-        raise CalibrationError(f"only {usable} usable calibration faces in {folder} (need {MIN_FACES}); add faces or pass --force")
-    keep = np.ones(len(faces), dtype=bool) if keep_all else faces.found_lr
-    img = faces.lr[keep].astype(np.float32) / 255.0
-    lm = faces.lm_lr[keep][:, subset_nodes(subset)].astype(np.float32)
-    log.info("calibration: %d usable faces of %d read (%d unreadable)", usable, len(faces), len(faces.skipped))
-    return Calibration(img=img, lm=lm, hr=faces.hr[keep], faces=faces, usable=usable)
+        raise CalibrationError(f"face folder {folder}: {e}") from None
+
+
+def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, force: bool = False) -> Calibration:
+    """Up to ``limit`` faces from ``folder`` through the device path; fewer than MIN_FACES usable
+    ones (readable, face and landmarks found) is an error unless ``force``: a thin calibration set
+    silently costs int8 quality."""
+    records = _records(folder, limit)
+    detector = FaceDetector(mediapipe_model_path(DETECTOR_NAME))
+    landmarker = FaceLandmarker(mediapipe_model_path(LANDMARK_NAME))
+    aligner = Aligner(protocol.lr_size(scale), subset_nodes(subset))
+    faces, unreadable = [], 0
+    for rec in tqdm(records, desc="calibration faces (device path)", unit="face", dynamic_ncols=True):
+        img = read_image(rec.path, rec.box)
+        if img is None:
+            unreadable += 1
+            continue
+        frame = paste(cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR))
+        detections = detector.detect(frame)
+        points = landmarker(frame, detections[0]) if detections else None
+        if points is not None and landmarker.found(points):
+            faces.append(aligner(frame, points.points))
+    if len(faces) < MIN_FACES and not force:
+        raise CalibrationError(f"only {len(faces)} usable calibration faces in {folder} (need {MIN_FACES}); "
+                               "add faces or pass --force")
+    if not faces:
+        raise CalibrationError(f"no usable calibration face in {folder}")
+    log.info("calibration: %d usable faces of %d (%d unreadable; the rest: no face or landmarks)",
+             len(faces), len(records), unreadable)
+    return Calibration(img=np.stack([f.lr for f in faces]).astype(np.float32) / 255.0,
+                       lm=np.stack([f.landmarks for f in faces]).astype(np.float32),
+                       hr=np.stack([f.hr for f in faces]), usable=len(faces))
+
+
+def load_verification(folder: Path, scale: int, subset: str, limit: int) -> Calibration:
+    """Up to ``limit`` faces under the evaluation protocol, every readable one (mean shape where
+    FaceMesh found none), as ``eval`` scores them."""
+    faces = prepare_faces(_records(folder, limit), scale, desc="verification faces")
+    return Calibration(img=faces.lr.astype(np.float32) / 255.0, lm=faces.lm_lr[:, subset_nodes(subset)].astype(np.float32),
+                       hr=faces.hr, usable=int(faces.found_lr.sum()))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from device_bundle import require_bundle
 
-from device.camera_eval import OUTPUTS, camera_eval, markdown, write_report
+from device.camera_eval import OUTPUTS, camera_eval, markdown, paste, write_report
 from edge_affectsr.errors import UserError
 
 
@@ -42,3 +43,10 @@ def test_report_files(report, tmp_path):
 def test_too_few_photos_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="at least 2 face photos"):
         camera_eval(require_bundle(), tmp_path)
+
+
+def test_large_photos_are_shrunk_into_the_frame():
+    photo = np.full((1000, 800, 3), 200, np.uint8)
+    frame = paste(photo)
+    assert frame.shape == (480, 640, 3)
+    assert (frame == 200).all(axis=2).sum() == pytest.approx(380 * 304, rel=0.01)  # 1000x800 scaled by 0.38
