@@ -44,7 +44,8 @@ MEDIAPIPE_LICENCE = "Apache-2.0 (Google MediaPipe 0.10.21; copied from the insta
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent)
         return out.stdout.strip() or None
     except OSError:
         return None

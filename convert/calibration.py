@@ -3,8 +3,9 @@
 Calibration faces are prepared exactly as the camera prepares them: each photo is staged in a
 640x480 frame and taken through the device's own BlazeFace, FaceMesh TFLite and aligner, so the
 quantisation ranges are fitted to the LR crops and landmarks the int8 model will be fed.
-Verification faces follow the evaluation protocol instead (LR = bicubic downsample, FaceMesh on its
-upscale, mean shape where none), so the conversion table compares with ``eval``'s numbers.
+Verification faces (``convert --val``) follow the evaluation protocol instead (LR = bicubic
+downsample, FaceMesh on its upscale, mean shape where none), so the conversion table compares with
+``eval``'s numbers; without ``--val`` the calibration faces are verified as the device saw them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from device.align import Aligner
-from device.camera_eval import paste
 from device.detect import MODEL_NAME as DETECTOR_NAME
 from device.detect import FaceDetector, mediapipe_model_path
+from device.frames import paste
 from device.landmarks import MODEL_NAME as LANDMARK_NAME
 from device.landmarks import FaceLandmarker
 from distill.data.dataset import prepare_faces
@@ -38,7 +39,9 @@ class CalibrationError(UserError):
 
 
 @dataclass
-class Calibration:
+class FaceSet:
+    """LR faces with their landmarks (model inputs) and HR crops (targets)."""
+
     img: np.ndarray  # [n, h, w, 3] float32 in [0, 1] (NHWC, as onnx2tf wants)
     lm: np.ndarray  # [n, N, 2] float32
     hr: np.ndarray  # [n, 128, 128, 3] uint8, the same faces at full resolution
@@ -52,7 +55,7 @@ def _records(folder: Path, limit: int) -> list:
         raise CalibrationError(f"face folder {folder}: {e}") from None
 
 
-def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, force: bool = False) -> Calibration:
+def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, force: bool = False) -> FaceSet:
     """Up to ``limit`` faces from ``folder`` through the device path; fewer than MIN_FACES usable
     ones (readable, face and landmarks found) is an error unless ``force``: a thin calibration set
     silently costs int8 quality."""
@@ -78,14 +81,14 @@ def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, fo
         raise CalibrationError(f"no usable calibration face in {folder}")
     log.info("calibration: %d usable faces of %d (%d unreadable; the rest: no face or landmarks)",
              len(faces), len(records), unreadable)
-    return Calibration(img=np.stack([f.lr for f in faces]).astype(np.float32) / 255.0,
+    return FaceSet(img=np.stack([f.lr for f in faces]).astype(np.float32) / 255.0,
                        lm=np.stack([f.landmarks for f in faces]).astype(np.float32),
                        hr=np.stack([f.hr for f in faces]), usable=len(faces))
 
 
-def load_verification(folder: Path, scale: int, subset: str, limit: int) -> Calibration:
+def load_verification(folder: Path, scale: int, subset: str, limit: int) -> FaceSet:
     """Up to ``limit`` faces under the evaluation protocol, every readable one (mean shape where
     FaceMesh found none), as ``eval`` scores them."""
     faces = prepare_faces(_records(folder, limit), scale, desc="verification faces")
-    return Calibration(img=faces.lr.astype(np.float32) / 255.0, lm=faces.lm_lr[:, subset_nodes(subset)].astype(np.float32),
+    return FaceSet(img=faces.lr.astype(np.float32) / 255.0, lm=faces.lm_lr[:, subset_nodes(subset)].astype(np.float32),
                        hr=faces.hr, usable=int(faces.found_lr.sum()))

@@ -19,7 +19,8 @@ class Convert:
         p.add_argument("--calib", type=Path, required=True, help="folder of face images for int8 calibration (>= 200 usable)")
         p.add_argument("--out", type=Path, required=True, help="bundle folder to create (must not exist)")
         p.add_argument("--target", default="all", choices=("all", "edgetpu", "gpu", "cpu", "jetson"))
-        p.add_argument("--val", type=Path, help="faces to verify on (default: the calibration faces)")
+        p.add_argument("--val", type=Path, help="faces to verify on, under the eval protocol (default: the calibration "
+                       "faces as the device prepared them)")
         p.add_argument("--verify-faces", type=int, default=200, help="how many faces to verify on")
         p.add_argument("--force", action="store_true", help="accept fewer than 200 calibration faces")
         p.add_argument("--name", default="bundle-x4", help="model name written into the manifest")
@@ -27,7 +28,11 @@ class Convert:
     def run(self, args: argparse.Namespace) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's CUDA-probing noise
         from convert.build import build_bundle
+        from edge_affectsr.errors import UserError
         from edge_affectsr.models import resolve_model
+
+        if args.verify_faces < 1:
+            raise UserError("--verify-faces must be at least 1")
 
         report = build_bundle(resolve_model(args.checkpoint), args.calib, args.out, args.target, args.val,
                               args.verify_faces, args.force, args.name)

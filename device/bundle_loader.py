@@ -125,7 +125,7 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
                 detector: DetectorConfig | None = None, landmarks: LandmarkConfig | None = None,
                 self_test: bool = True) -> LoadedBundle:
     """Verify ``path`` (None: the shipped bundle), build its interpreters, self-test; BundleError on any failure."""
-    path = Path(path) if path is not None else default_bundle_path()
+    path = resolve_model(path) if path is not None else default_bundle_path()
     manifest = verify_bundle(path)
     _check_device_fields(path, manifest)
     interpreter = interpreter or InterpreterConfig()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from device.bundle_loader import LoadedBundle, load_bundle
 from device.capture import Frame
+from device.frames import paste
 from device.interpreter import InterpreterConfig
 from device.pipeline import FaceResult, Pipeline
 from edge_affectsr.errors import UserError
@@ -30,8 +31,6 @@ from edge_affectsr.metrics import psnr
 from edge_affectsr.protocol import bicubic_up
 
 log = logging.getLogger(__name__)
-FRAME_SIZE = (480, 640)
-BACKGROUND = (90, 110, 120)  # BGR
 
 
 def unsharp(img: np.ndarray) -> np.ndarray:
@@ -55,20 +54,6 @@ OUTPUTS: dict[str, Callable[[FaceResult, FaceResult], np.ndarray]] = {
 }
 
 
-def paste(face_bgr: np.ndarray, top_left: tuple[int, int] = (100, 200)) -> np.ndarray:
-    """The face photo on a plain 640x480 frame (a CelebA crop, 218x178, at its own size; larger
-    photos shrunk to fit)."""
-    room_h, room_w = FRAME_SIZE[0] - top_left[0], FRAME_SIZE[1] - top_left[1]
-    shrink = min(1.0, room_h / face_bgr.shape[0], room_w / face_bgr.shape[1])
-    if shrink < 1.0:
-        size = (max(1, int(face_bgr.shape[1] * shrink)), max(1, int(face_bgr.shape[0] * shrink)))
-        face_bgr = cv2.resize(face_bgr, size, interpolation=cv2.INTER_AREA)
-    frame = np.full((*FRAME_SIZE, 3), BACKGROUND, np.uint8)
-    h, w = face_bgr.shape[:2]
-    frame[top_left[0] : top_left[0] + h, top_left[1] : top_left[1] + w] = face_bgr
-    return frame
-
-
 def pipeline_faces(bundle: LoadedBundle, files: list[Path]) -> tuple[list[FaceResult], int]:
     """One FaceResult per photo whose face the pipeline found (a fresh pipeline each: no tracking)."""
     results = []
@@ -90,14 +75,15 @@ def score_output(name: str, faces: list[FaceResult], pipeline: Pipeline, critic)
         out = OUTPUTS[name](face, faces[(i + 1) % len(faces)])
         verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full)
         p_hr = critic.probabilities(face.aligned.hr)
-        rows.append((psnr(out, face.aligned.hr), int(np.argmax(verdict.p_sr) == np.argmax(p_hr)),
-                     verdict.guard.agreement, verdict.guard.kl, verdict.guard.landmark_error, verdict.guard.preserved))
-    psnrs, agree_hr, agree_bic, kl, lm_err, passed = (np.array(c, dtype=float) for c in zip(*rows))
+        plausible = verdict.p_bicubic[np.argmax(verdict.p_sr)] >= pipeline.guard.config.min_reference_prob
+        rows.append((psnr(out, face.aligned.hr), int(np.argmax(verdict.p_sr) == np.argmax(p_hr)), verdict.guard.agreement,
+                     plausible, verdict.guard.kl, verdict.guard.landmark_error, verdict.guard.preserved))
+    psnrs, agree_hr, agree_bic, plaus, kl, lm_err, passed = (np.array(c, dtype=float) for c in zip(*rows))
     finite, finite_psnr = lm_err[np.isfinite(lm_err)], psnrs[np.isfinite(psnrs)]
     return {
         "output": name, "psnr_vs_hr": float(finite_psnr.mean()) if finite_psnr.size else None,
         "agreement_with_hr": float(agree_hr.mean()),
-        "guard_agreement": float(agree_bic.mean()), "kl_median": float(np.median(kl)),
+        "guard_agreement": float(agree_bic.mean()), "guard_plausible": float(plaus.mean()), "kl_median": float(np.median(kl)),
         "landmark_error_median": float(np.median(finite)) if finite.size else None,
         "no_face_in_output": float(1 - finite.size / len(lm_err)), "guard_pass": float(passed.mean()),
     }
@@ -119,12 +105,12 @@ def camera_eval(bundle_path: str | Path | None, data: Path, faces: int = 150, st
 
 
 def markdown(report: dict) -> str:
-    lines = ["| output | PSNR vs HR (dB) | agreement with HR | guard: agrees with bicubic | KL median | "
-             "landmark err. median | no face in output | guard passes |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| output | PSNR vs HR (dB) | agreement with HR | same top-1 as bicubic | plausible | KL median | "
+             "landmark err. median | no face in output | guard passes |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lm = "–" if r["landmark_error_median"] is None else f"{r['landmark_error_median']:.3f}"
         db = "–" if r["psnr_vs_hr"] is None else f"{r['psnr_vs_hr']:.2f}"
-        lines.append(f"| {r['output']} | {db} | {r['agreement_with_hr']:.3f} | {r['guard_agreement']:.3f} | "
+        lines.append(f"| {r['output']} | {db} | {r['agreement_with_hr']:.3f} | {r['guard_agreement']:.3f} | {r['guard_plausible']:.3f} | "
                      f"{r['kl_median']:.3f} | {lm} | {r['no_face_in_output']:.2f} | {r['guard_pass']:.3f} |")
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ wide and errors of ~0.6 inter-ocular distances even on HR; the canonical one giv
 
 Defaults ``min_reference_prob = 0.15``, ``kl_max = 1.0``, ``landmark_max = 0.10`` were chosen with
 ``edge-affectsr camera-eval`` on 148 CelebA val faces taken through the device pipeline and checked
-on 148 others (docs/device.md): the trained int8 student passes 68-76 %, the HR crop 61-77 %, a
+on 149 others (docs/device.md): the trained int8 student passes 68-76 %, the HR crop 61-77 %, a
 sharpened bicubic 88-90 %, while a heavy blur passes 0 %, the face upside down 1-2 % and another
 person's face 18-24 % (the same expression on another face is not an expression change; the
 landmark check catches part of them). The earlier rule (same top-1 as bicubic, KL ≤ 0.3) passed the

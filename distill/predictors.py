@@ -29,7 +29,7 @@ from edge_affectsr.tflite_sr import TFLiteRunner
 class BicubicPredictor:
     def __init__(self, scale: int) -> None:
         self.name, self.scale = "bicubic", scale
-        self.params = self.macs = None
+        self.lr_size = self.params = self.macs = None  # any LR size
 
     def __call__(self, lr: np.ndarray, lm: np.ndarray, found: np.ndarray) -> np.ndarray:
         return np.stack([protocol.resize(x, x.shape[0] * self.scale) for x in lr])
@@ -48,6 +48,7 @@ class TorchPredictor:
         self.scale = cfg.scale
         self.nodes = subset_nodes(cfg.landmark_subset)
         self.iteration = ckpt.get("iteration")
+        self.lr_size = None  # fully convolutional: any LR size
         self.params = count_params(self.model)
         self.macs = count_macs(self.model, protocol.lr_size(self.scale), len(self.nodes))
 
@@ -75,6 +76,7 @@ class TFLitePredictor:
         self.nodes = subset_nodes(subset or subset_for(self.runner.num_landmarks, path))
         self.name = name or path.stem
         self.scale = self.runner.scale
+        self.lr_size = self.runner.lr_size  # a converted model takes exactly this LR size
         self.params = self.macs = None  # not recoverable from a converted graph
 
     def __call__(self, lr: np.ndarray, lm: np.ndarray, found: np.ndarray) -> np.ndarray:

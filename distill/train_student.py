@@ -72,6 +72,7 @@ def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: 
         outs["t_probs"].append(critic.probs(sr).cpu())
         outs["hr_probs"].append(critic.probs(ds.hr[sl].to(device)).cpu())
     ds.extras.update({k: torch.cat(v) for k, v in outs.items() if v})
+    model.cpu()  # the predictor runs on the CPU; free the device for the student
 
 
 def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: Path | None = None,

@@ -44,7 +44,7 @@ def upscale_folder(in_dir: Path, out_dir: Path, model: str, overwrite: bool = Fa
         raise UserError(f"no images in {in_dir}")
     outs = plan_outputs(inputs, Path(in_dir), Path(out_dir), overwrite)
     pred, cache = load_predictor(model), LandmarkCache()
-    done = unreadable = not_square = no_landmarks = 0
+    done = unreadable = not_square = wrong_size = no_landmarks = 0
     for src, dst in tqdm(list(zip(inputs, outs)), desc="upscale", unit="face", dynamic_ncols=True):
         img = read_image(src)
         if img is None:
@@ -55,10 +55,15 @@ def upscale_folder(in_dir: Path, out_dir: Path, model: str, overwrite: bool = Fa
             log.warning("skipping %s: %dx%d is not a square face crop", src, lr.shape[1], lr.shape[0])
             not_square += 1
             continue
+        if pred.lr_size not in (None, lr.shape[0]):
+            log.warning("skipping %s: %d px, but %s takes %d px LR faces", src, lr.shape[0], pred.name, pred.lr_size)
+            wrong_size += 1
+            continue
         lm, found = cache.get(protocol.bicubic_up(lr, lr.shape[0] * pred.scale))
         no_landmarks += not found
         save_png(pred(lr[None], lm[None], np.array([found]))[0], dst)
         done += 1
-    summary = {"upscaled": done, "unreadable": unreadable, "not_square": not_square, "mean_shape_landmarks": no_landmarks}
+    summary = {"upscaled": done, "unreadable": unreadable, "not_square": not_square, "wrong_size": wrong_size,
+               "mean_shape_landmarks": no_landmarks}
     log.info("upscale: %s", ", ".join(f"{k} {v}" for k, v in summary.items()))
     return summary

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_affectsr.errors import UserError
 from edge_affectsr.tflite_runtime import make_interpreter
 
 
@@ -38,10 +39,12 @@ class TFLiteRunner:
 
     def __init__(self, path: Path, runtime: str, threads: int = 2) -> None:
         self.it = make_interpreter(path, runtime=runtime, threads=threads)
-        ins = self.it.get_input_details()
-        self.img = next(d for d in ins if len(d["shape"]) == 4)
-        self.lm = next(d for d in ins if len(d["shape"]) == 3)
-        self.out = self.it.get_output_details()[0]
+        ins, outs = self.it.get_input_details(), self.it.get_output_details()
+        by_rank = {len(d["shape"]): d for d in ins}
+        if len(ins) != 2 or set(by_rank) != {3, 4} or len(outs) != 1 or len(outs[0]["shape"]) != 4:
+            raise UserError(f"{path} is not an SR model (expected inputs image [1, h, w, 3] and landmarks [1, N, 2] "
+                            f"and one image output; it has inputs {[list(d['shape']) for d in ins]})")
+        self.img, self.lm, self.out = by_rank[4], by_rank[3], outs[0]
 
     @property
     def lr_size(self) -> int:

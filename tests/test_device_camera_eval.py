@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from device_bundle import require_bundle
 
-from device.camera_eval import OUTPUTS, camera_eval, markdown, paste, write_report
+from device.camera_eval import OUTPUTS, camera_eval, markdown, write_report
+from device.frames import paste
 from edge_affectsr.errors import UserError
 
 

@@ -126,3 +126,17 @@ def test_guard_options(faces, critic, mesh_models):
     assert off.guard.preserved and math.isnan(off.guard.kl) and abs(off.p_sr.sum() - 1) < 1e-9
     no_mesh = ExpressionGuard(critic, mesh_models[1], GuardConfig(landmarks=False))(face.lr, face.hr, face.landmarks_full)
     assert math.isnan(no_mesh.guard.landmark_error) and no_mesh.guard.kl >= 0
+
+
+def test_preserved_needs_the_sr_reading_to_be_plausible_under_bicubic(faces, critic, mesh_models):
+    face = faces[0]
+    sr = sharpened(face.lr)
+
+    def verdict(min_prob: float):
+        config = GuardConfig(min_reference_prob=min_prob, kl_max=1e9, landmarks=False)
+        return ExpressionGuard(critic, mesh_models[1], config)(face.lr, sr, face.landmarks_full)
+
+    loose = verdict(0.0)
+    support = float(loose.p_bicubic[np.argmax(loose.p_sr)])  # bicubic's probability of the SR's reading
+    assert loose.guard.preserved and verdict(support).guard.preserved
+    assert not verdict(min(1.0, support + 1e-3)).guard.preserved or support + 1e-3 > 1.0

@@ -12,7 +12,9 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, lr_size: int, n_landmarks: int) -> int:
-    """Multiply-adds of one forward pass (convs and linear layers), counted with forward hooks."""
+    """Multiply-adds of one forward pass of ``nn.Conv2d`` and ``nn.Linear`` layers, counted with forward
+    hooks. Exact for the student (everything it computes is one of those); a lower bound for the
+    teacher, whose torch-geometric ``GCNConv`` and landmark splatting are not counted."""
     total = 0
 
     def conv_hook(m, _i, out):
