@@ -51,7 +51,9 @@ class Guard:
     ``agreement``: the critic's top-1 on the SR output equals its top-1 on the bicubic upscale (for
     information: the guard asks for plausibility, not agreement, see ``device/guard.py``);
     ``kl``: KL(p_bicubic || p_SR); ``landmark_error``: FaceMesh on SR vs the input's landmarks,
-    over the inter-ocular distance; ``fallback``: the bicubic upscale was reported instead.
+    over the inter-ocular distance; ``fallback``: the bicubic upscale was reported instead;
+    ``reference_prob``: the bicubic upscale's probability of the SR output's top expression (the
+    plausibility the guard tests; NaN in events written before it was recorded).
     """
 
     preserved: bool
@@ -59,17 +61,19 @@ class Guard:
     kl: float
     landmark_error: float
     fallback: bool = False
+    reference_prob: float = math.nan
 
     def __post_init__(self) -> None:
         for name in ("preserved", "agreement", "fallback"):
             object.__setattr__(self, name, bool(getattr(self, name)))
-        for name in ("kl", "landmark_error"):
+        for name in ("kl", "landmark_error", "reference_prob"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (non-finite numbers as None)."""
         return {"preserved": self.preserved, "agreement": self.agreement, "kl": _finite_or_none(self.kl),
-                "landmark_error": _finite_or_none(self.landmark_error), "fallback": self.fallback}
+                "landmark_error": _finite_or_none(self.landmark_error), "fallback": self.fallback,
+                "reference_prob": _finite_or_none(self.reference_prob)}
 
 
 @dataclass(frozen=True)

@@ -125,12 +125,14 @@ class ExpressionGuard:
         p_bic = self.critic.probabilities(bicubic)
         top = int(np.argmax(p_sr))
         agreement = int(np.argmax(p_bic)) == top
-        plausible = float(p_bic[top]) >= self.config.min_reference_prob
+        reference_prob = float(p_bic[top])
+        plausible = reference_prob >= self.config.min_reference_prob
         kl = kl_divergence(p_bic[None], p_sr[None])
         lm_error = self.landmark_error(sr_rgb, landmarks_full)
         preserved = plausible and kl <= self.config.kl_max and not lm_error > self.config.landmark_max
         fallback = not preserved and self.config.fallback_to_bicubic
-        guard = Guard(preserved=preserved, agreement=agreement, kl=kl, landmark_error=lm_error, fallback=fallback)
+        guard = Guard(preserved=preserved, agreement=agreement, kl=kl, landmark_error=lm_error, fallback=fallback,
+                      reference_prob=reference_prob)
         return Verdict(guard, p_sr, p_bic, bicubic if fallback else sr_rgb)
 
     def landmark_error(self, sr_rgb: np.ndarray, landmarks_full: np.ndarray) -> float:

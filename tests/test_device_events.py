@@ -21,7 +21,8 @@ def test_json_is_one_line_with_every_field():
     assert list(data) == ["time", "frame", "source", "track_id", "bbox", "lr_size", "expression", "probabilities",
                           "guard", "latency_ms", "model", "model_version"]
     assert data["frame"] == 7 and data["track_id"] == 4 and data["lr_size"] == [32, 32]
-    assert data["guard"] == {"preserved": True, "agreement": True, "kl": 0.012, "landmark_error": 0.031, "fallback": False}
+    assert data["guard"] == {"preserved": True, "agreement": True, "kl": 0.012, "landmark_error": 0.031, "fallback": False,
+                             "reference_prob": None}
     assert data["latency_ms"]["sr"] == 2.9 and data["expression"] == "happy"
     assert parse_time(data["time"]).tzinfo is not None and data["time"].endswith("Z")
 
