@@ -26,6 +26,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_affectsr import tflite_sr
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -129,20 +130,13 @@ def _tensor_info(detail: dict) -> TensorInfo:
 
 
 def quantize(x: np.ndarray, t: TensorInfo) -> np.ndarray:
-    """Real values -> ``t``'s dtype: ``q = round(x / scale) + zero_point``, clipped to the integer
-    range (a plain cast for float tensors)."""
-    if not t.quantized:
-        return np.asarray(x, dtype=t.dtype)
-    info = np.iinfo(t.dtype)
-    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(t.scale)) + t.zero_point
-    return np.clip(q, info.min, info.max).astype(t.dtype)
+    """Real values -> ``t``'s dtype (the core's rule, shared with ``convert``)."""
+    return tflite_sr.quantize(x, t.dtype, t.scale, t.zero_point)
 
 
 def dequantize(q: np.ndarray, t: TensorInfo) -> np.ndarray:
-    """``t``'s values -> float32: ``x = scale * (q - zero_point)``."""
-    if not t.quantized:
-        return np.asarray(q, dtype=np.float32)
-    return (np.asarray(q, dtype=np.float32) - t.zero_point) * np.float32(t.scale)
+    """``t``'s values -> float32."""
+    return tflite_sr.dequantize(q, t.dtype, t.scale, t.zero_point)
 
 
 class Model:

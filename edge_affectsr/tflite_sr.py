@@ -15,19 +15,30 @@ from edge_affectsr.errors import UserError
 from edge_affectsr.tflite_runtime import make_interpreter
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return x.astype(np.float32)
-    scale, zp = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(detail["dtype"])
+def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Real values -> ``dtype``: ``q = round(x / scale) + zero_point``, clipped to the integer range;
+    a plain cast for float tensors (``scale`` 0). The device runtime quantises through this too, so
+    a bundle's golden output (written here) reproduces there bit for bit."""
+    if scale == 0.0 or not np.issubdtype(dtype, np.integer):
+        return np.asarray(x, dtype=dtype)
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def _dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return q
-    scale, zp = detail["quantization"]
-    return (q.astype(np.float32) - zp) * scale
+def dequantize(q: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
+    """``dtype`` values -> float32: ``x = scale * (q - zero_point)``."""
+    if scale == 0.0 or not np.issubdtype(dtype, np.integer):
+        return np.asarray(q, dtype=np.float32)
+    return (np.asarray(q, dtype=np.float32) - zero_point) * np.float32(scale)
+
+
+def _q(x: np.ndarray, detail: dict) -> np.ndarray:
+    return quantize(x, detail["dtype"], *detail["quantization"])
+
+
+def _dq(q: np.ndarray, detail: dict) -> np.ndarray:
+    return dequantize(q, detail["dtype"], *detail["quantization"])
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -59,7 +70,7 @@ class TFLiteRunner:
         return int(self.out["shape"][1]) // self.lr_size
 
     def __call__(self, lr: np.ndarray, lm: np.ndarray) -> np.ndarray:
-        self.it.set_tensor(self.img["index"], _quantize(lr[None].astype(np.float32) / 255.0, self.img))
-        self.it.set_tensor(self.lm["index"], _quantize(lm[None].astype(np.float32), self.lm))
+        self.it.set_tensor(self.img["index"], _q(lr[None].astype(np.float32) / 255.0, self.img))
+        self.it.set_tensor(self.lm["index"], _q(lm[None].astype(np.float32), self.lm))
         self.it.invoke()
-        return to_uint8(_dequantize(self.it.get_tensor(self.out["index"]), self.out)[0])
+        return to_uint8(_dq(self.it.get_tensor(self.out["index"]), self.out)[0])
