@@ -68,16 +68,17 @@ def pipeline_faces(bundle: LoadedBundle, files: list[Path]) -> tuple[list[FaceRe
     return results, len(files) - len(results)
 
 
-def score_output(name: str, faces: list[FaceResult], pipeline: Pipeline, critic) -> dict:
-    """PSNR and expression agreement against the HR crop, and the guard's verdict numbers."""
+def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipeline: Pipeline) -> dict:
+    """PSNR and expression agreement against the HR crop (``hr_labels``: the critic's top-1 on each),
+    and the guard's verdict numbers."""
     rows = []
-    for i, face in enumerate(faces):
+    min_prob = pipeline.guard.config.min_reference_prob
+    for i, (face, hr_label) in enumerate(zip(faces, hr_labels)):
         out = OUTPUTS[name](face, faces[(i + 1) % len(faces)])
         verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full)
-        p_hr = critic.probabilities(face.aligned.hr)
-        plausible = verdict.p_bicubic[np.argmax(verdict.p_sr)] >= pipeline.guard.config.min_reference_prob
-        rows.append((psnr(out, face.aligned.hr), int(np.argmax(verdict.p_sr) == np.argmax(p_hr)), verdict.guard.agreement,
-                     plausible, verdict.guard.kl, verdict.guard.landmark_error, verdict.guard.preserved))
+        g = verdict.guard
+        rows.append((psnr(out, face.aligned.hr), int(np.argmax(verdict.p_sr) == hr_label), g.agreement,
+                     g.reference_prob >= min_prob, g.kl, g.landmark_error, g.preserved))
     psnrs, agree_hr, agree_bic, plaus, kl, lm_err, passed = (np.array(c, dtype=float) for c in zip(*rows))
     finite, finite_psnr = lm_err[np.isfinite(lm_err)], psnrs[np.isfinite(psnrs)]
     return {
@@ -99,7 +100,8 @@ def camera_eval(bundle_path: str | Path | None, data: Path, faces: int = 150, st
     if len(results) < 2:
         raise UserError(f"the pipeline found a face in only {len(results)} of {len(files)} photos")
     pipeline = Pipeline(bundle)
-    rows = [score_output(name, results, pipeline, bundle.critic) for name in OUTPUTS]
+    hr_labels = [int(np.argmax(bundle.critic.probabilities(f.aligned.hr))) for f in results]
+    rows = [score_output(name, results, hr_labels, pipeline) for name in OUTPUTS]
     return {"data": str(data), "offset": offset, "stride": stride, "photos": len(files), "faces": len(results), "missed": missed,
             "bundle": f"{bundle.name} v{bundle.version}", "rows": rows}
 
