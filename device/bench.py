@@ -15,7 +15,6 @@ warm-up, in percent (a leak shows as steady growth; allocator noise as a few %).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -33,6 +32,7 @@ from device.settings import DeviceConfig
 from device.stats import Stats, StatsConfig
 from device.store import EventStore, StoreConfig
 from edge_affectsr.errors import UserError
+from edge_affectsr.reports import write_json
 
 WARMUP_FRAMES = 10
 
@@ -197,6 +197,5 @@ def run_bench(config: DeviceConfig, bundle: str | None, video: Path | None, seco
               "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}}
     print(markdown(results, soak_result))
     if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=2))
+        write_json(json_path, report)
     return report

@@ -12,7 +12,6 @@ thresholds were chosen (docs/device.md).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from device.pipeline import FaceResult, Pipeline
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
 from edge_affectsr.protocol import bicubic_up
+from edge_affectsr.reports import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,7 @@ def markdown(report: dict) -> str:
 
 
 def write_report(report: dict, json_path: Path | None, markdown_path: Path | None) -> None:
-    for path, text in ((json_path, json.dumps(report, indent=2)), (markdown_path, markdown(report) + "\n")):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+    if json_path is not None:
+        write_json(json_path, report)
+    if markdown_path is not None:
+        write_text(markdown_path, markdown(report) + "\n")

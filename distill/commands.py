@@ -52,7 +52,8 @@ class Evaluate:
 
     def run(self, args: argparse.Namespace) -> int:
         from distill.builtin import builtin_face_dir
-        from distill.evaluate import draw_grid, evaluate, markdown_table, write_json
+        from distill.evaluate import draw_grid, evaluate, markdown_table
+        from edge_affectsr.reports import write_json, write_text
 
         data = args.data or builtin_face_dir()
         report, faces, images, (hr_labels, names) = evaluate(args.model or [DEFAULT_MODEL], data, args.scale, args.limit)
@@ -61,9 +62,9 @@ class Evaluate:
               f"(FaceMesh found {report['landmarks_found_lr']} on LR; agreement = top-1 expression of SR equals HR's)\n")
         print(table)
         if args.json:
-            write_json(report, args.json)
+            write_json(args.json, report)
         if args.markdown:
-            args.markdown.write_text(table + "\n")
+            write_text(args.markdown, table + "\n")
         if args.grid:
             draw_grid(faces, images, hr_labels, names, args.grid)
             print(f"picture: {args.grid}")

@@ -3,7 +3,6 @@ markdown table, a JSON file and a picture (LR | bicubic | models | HR, labelled 
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import time
@@ -110,9 +109,3 @@ def draw_grid(faces: FaceArrays, images: dict, hr_labels, class_names, out: Path
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out)
 
-
-def write_json(report: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
