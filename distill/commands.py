@@ -16,6 +16,16 @@ def add_training_arguments(p: argparse.ArgumentParser, config: str, out: str) ->
     p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
     p.add_argument("--out", type=Path, default=Path(out), help="run folder: last.pt (resumable), model.pt")
     p.add_argument("--iterations", type=int, help="override train.iterations")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, dotted key (e.g. --set train.lr=2e-4 --set loss.feature=0.1); repeatable")
+    p.add_argument("--init", metavar="CKPT",
+                   help="start from this checkpoint's weights (path or shipped name; same model config: fine-tuning)")
+
+
+def init_checkpoint(args: argparse.Namespace) -> Path | None:
+    from edge_affectsr.models import resolve_model
+
+    return resolve_model(args.init) if args.init else None
 
 
 class TrainTeacher:
@@ -30,7 +40,8 @@ class TrainTeacher:
     def run(self, args: argparse.Namespace) -> int:
         from distill.train_teacher import train_teacher
 
-        result = train_teacher(args.config, args.data, args.out, val=args.val, iterations=args.iterations)
+        result = train_teacher(args.config, args.data, args.out, val=args.val, iterations=args.iterations,
+                               overrides=args.set, init=init_checkpoint(args))
         print(f"done: {result}; model: {args.out / 'model.pt'}")
         return 0
 
@@ -102,6 +113,7 @@ class Distill:
     def run(self, args: argparse.Namespace) -> int:
         from distill.train_student import distill_student
 
-        result = distill_student(args.config, args.teacher, args.data, args.out, val=args.val, iterations=args.iterations)
+        result = distill_student(args.config, args.teacher, args.data, args.out, val=args.val,
+                                 iterations=args.iterations, overrides=args.set, init=init_checkpoint(args))
         print(f"done: {result}; model: {args.out / 'model.pt'}")
         return 0

@@ -51,7 +51,7 @@ def node_positions(student_subset: str, teacher_subset: str) -> torch.Tensor:
 @torch.no_grad()
 def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: torch.Tensor, critic,
                            student_subset: str, device: torch.device, batch: int = 32) -> None:
-    """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16), t_probs and hr_probs.
+    """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16) and t_probs.
 
     Run on the training device (the teacher costs minutes per epoch on a CPU); the targets are
     kept on the host, like the rest of the dataset.
@@ -59,7 +59,7 @@ def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: 
     model = teacher.model.to(device).eval()
     critic.to(device)
     pos = node_positions(student_subset, model.cfg.landmark_subset)
-    outs: dict[str, list] = {k: [] for k in ("t_sr", "t_feat", "t_nodes", "t_probs", "hr_probs")}
+    outs: dict[str, list] = {k: [] for k in ("t_sr", "t_feat", "t_nodes", "t_probs")}
     for i in tqdm(range(0, len(ds), batch), desc="teacher targets", unit="batch", dynamic_ncols=True):
         sl = slice(i, i + batch)
         lm = full_lm[sl][:, teacher.nodes].to(device)
@@ -70,14 +70,24 @@ def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: 
         if o.nodes is not None:
             outs["t_nodes"].append(o.nodes[:, pos].half().cpu())
         outs["t_probs"].append(critic.probs(sr).cpu())
-        outs["hr_probs"].append(critic.probs(ds.hr[sl].to(device)).cpu())
     ds.extras.update({k: torch.cat(v) for k, v in outs.items() if v})
     model.cpu()  # the predictor runs on the CPU; free the device for the student
 
 
+@torch.no_grad()
+def attach_hr_probs(ds: FaceSRDataset, critic, device: torch.device, batch: int = 64) -> None:
+    """``ds.extras["hr_probs"]``: the critic's distribution on each HR face (no teacher needed)."""
+    critic.to(device)
+    probs = [critic.probs(ds.hr[i : i + batch].to(device)).cpu() for i in range(0, len(ds), batch)]
+    ds.extras["hr_probs"] = torch.cat(probs)
+
+
 def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: Path | None = None,
-                    iterations: int | None = None) -> dict:
-    cfg = load_config(config, StudentTrainingConfig)
+                    iterations: int | None = None, overrides: list[str] | None = None,
+                    init: Path | None = None) -> dict:
+    """Train a student; ``overrides`` are ``--set KEY=VALUE`` items, ``init`` a student checkpoint
+    to start from (fine-tuning) instead of random weights."""
+    cfg = load_config(config, StudentTrainingConfig, overrides)
     if iterations is not None:
         cfg.train.iterations = iterations
     w = cfg.loss
@@ -87,21 +97,23 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
     train, valid = load_faces(cfg.data, cfg.model.scale, data, val, cfg.train.seed)
     train_set = FaceSRDataset(train, cfg.model.landmark_subset)
     val_set = FaceSRDataset(valid, cfg.model.landmark_subset)
-    if w.needs_teacher or w.expression_hr:
+    device = pick_device(cfg.train.device)
+    if w.needs_teacher:
         teacher = TorchPredictor(resolve_model(teacher_ref), name=str(teacher_ref))
         if teacher.scale != cfg.model.scale:
             raise UserError(f"teacher upscales x{teacher.scale} but the student is x{cfg.model.scale}")
         full_lm = torch.from_numpy(train.lm_lr).float()
-        attach_teacher_targets(train_set, teacher, full_lm, critic, cfg.model.landmark_subset,
-                               pick_device(cfg.train.device))
+        attach_teacher_targets(train_set, teacher, full_lm, critic, cfg.model.landmark_subset, device)
+    if w.expression_hr:
+        attach_hr_probs(train_set, critic, device)
     torch.manual_seed(cfg.train.seed)
 
     def loss_fn(model, batch):
         return distill_loss(w, model(batch["lr"], batch["lm_lr"]), batch, critic)
 
-    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref)}
+    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref) if w.needs_teacher else None}
     run = Run(kind="student", config=config_doc, model=StudentSR(cfg.model), loss_fn=loss_fn,
               train_set=train_set, val_set=val_set, out_dir=Path(out))
-    trainer = Trainer(run, cfg.train)
+    trainer = Trainer(run, cfg.train, init=init)
     critic.to(trainer.device)
     return trainer.fit()

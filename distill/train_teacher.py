@@ -62,8 +62,10 @@ def load_faces(cfg_data: DataConfig, scale: int, data: Path, val: Path | None, s
     return train, valid
 
 
-def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, iterations: int | None = None) -> dict:
-    cfg = load_config(config, TeacherTrainingConfig)
+def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, iterations: int | None = None,
+                  overrides: list[str] | None = None, init: Path | None = None) -> dict:
+    """Train a teacher; ``overrides`` are ``--set KEY=VALUE`` items, ``init`` a teacher checkpoint to start from."""
+    cfg = load_config(config, TeacherTrainingConfig, overrides)
     if iterations is not None:
         cfg.train.iterations = iterations
     train, valid = load_faces(cfg.data, cfg.model.scale, data, val, cfg.train.seed)
@@ -74,6 +76,6 @@ def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, 
         kind="teacher", config=cfg.model_dump(mode="json"), model=AffectSRNet(cfg.model), loss_fn=loss_fn,
         train_set=FaceSRDataset(train, subset), val_set=FaceSRDataset(valid, subset), out_dir=Path(out),
     )
-    trainer = Trainer(run, cfg.train)
+    trainer = Trainer(run, cfg.train, init=init)
     criterion.to(trainer.device)
     return trainer.fit()

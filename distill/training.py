@@ -121,8 +121,11 @@ def validate(run: Run, model: torch.nn.Module, device: torch.device, batch_size:
 
 
 class Trainer:
-    def __init__(self, run: Run, cfg: TrainConfig) -> None:
-        self.run, self.cfg = run, cfg
+    """``init``: a checkpoint of the same kind and model config whose weights start the run
+    (fine-tuning); ignored when the run folder already has a checkpoint to resume."""
+
+    def __init__(self, run: Run, cfg: TrainConfig, init: Path | None = None) -> None:
+        self.run, self.cfg, self.init = run, cfg, init
         self.rank, self.world = distributed()
         self.device = pick_device(cfg.device)
         if cfg.threads:
@@ -176,6 +179,15 @@ class Trainer:
         log.info("resumed from %s at iteration %d", self.last_path, self.it)
         return True
 
+    def load_init(self) -> None:
+        ckpt = load_checkpoint(self.init, kinds=(self.run.kind,))
+        if ckpt["config"].get("model") != self.run.config.get("model"):
+            raise CheckpointError(f"--init {self.init}: its model config differs from this run's; "
+                                  "fine-tuning needs the same model section")
+        self.model.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["model"])
+        log.info("starting from the weights of %s (iteration %d of its run)", self.init, ckpt["iteration"])
+
     # --- loop ------------------------------------------------------------------------------------
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -205,7 +217,8 @@ class Trainer:
         return parts
 
     def fit(self) -> dict:
-        self.try_resume()
+        if not self.try_resume() and self.init is not None:
+            self.load_init()
         bar = tqdm(total=self.cfg.iterations, initial=self.it, desc=self.run.kind, unit="it",
                    disable=self.rank != 0, dynamic_ncols=True)
         while self.it < self.cfg.iterations:

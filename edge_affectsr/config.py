@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import TypeVar
@@ -44,5 +45,28 @@ def validate(data: dict, schema: type[T], source: str = "config") -> T:
         raise ConfigError(f"{source}: invalid config\n" + "\n".join(problems)) from None
 
 
-def load_config(path: Path, schema: type[T]) -> T:
-    return validate(read_mapping(path), schema, str(path))
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``["train.lr=2e-4", "loss.feature=0.1"]`` set into a copy of ``data``; each value is read as
+    YAML, so numbers, booleans and lists keep their types. Unknown keys are caught by the schema."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=2e-4")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+    return data
+
+
+def load_config(path: Path, schema: type[T], overrides: list[str] | None = None) -> T:
+    """The config at ``path`` with ``overrides`` (``KEY=VALUE``, dotted keys) applied, validated."""
+    source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+    return validate(apply_overrides(read_mapping(path), overrides or []), schema, source)

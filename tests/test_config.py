@@ -104,6 +104,26 @@ def test_config_error_is_a_value_error():
         validate({"name": 1.5j}, Tiny, "inline")
 
 
+def test_set_overrides_nested_values_keeping_their_types(tmp_path):
+    path = write(tmp_path, "c.yaml", "name: run1\ntrain:\n  lr: 0.5\n")
+    cfg = load_config(path, Tiny, ["train.lr=2e-4", "train.steps=7", "name=run 2"])
+    assert cfg.train.lr == 2e-4 and cfg.train.steps == 7 and cfg.name == "run 2"
+    assert read_mapping(path)["train"]["lr"] == 0.5  # the file itself is untouched
+
+
+def test_set_of_an_unknown_key_is_named(tmp_path):
+    path = write(tmp_path, "c.yaml", "name: x\n")
+    with pytest.raises(ConfigError, match=r"(?s)--set train.lrr=1.*train\.lrr: unknown key"):
+        load_config(path, Tiny, ["train.lrr=1"])
+
+
+@pytest.mark.parametrize("item, why", [("train.lr", "KEY=VALUE"), ("=3", "KEY=VALUE"),
+                                       ("name.first=x", "not a section"), ("train.lr=[1", "not valid YAML")])
+def test_malformed_set_items_are_refused(tmp_path, item, why):
+    with pytest.raises(ConfigError, match=why):
+        load_config(write(tmp_path, "c.yaml", "name: x\n"), Tiny, [item])
+
+
 # --- the real teacher schema --------------------------------------------------------------------------
 
 

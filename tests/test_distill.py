@@ -14,7 +14,7 @@ from distill.checkpoints import load_checkpoint
 from distill.data.dataset import FaceSRDataset, prepare_faces
 from distill.data.readers import FaceRecord
 from distill.predictors import TorchPredictor, load_predictor
-from distill.train_student import attach_teacher_targets, distill_student
+from distill.train_student import attach_hr_probs, attach_teacher_targets, distill_student
 from edge_affectsr.models import resolve_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "distill" / "configs"
@@ -63,5 +63,38 @@ def test_teacher_targets_match_the_teacher_run_directly(faces):
     sr = teacher(arrays.lr, arrays.lm_lr, arrays.found_lr)  # uint8, straight through the predictor
     t_sr = (ds.extras["t_sr"].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     assert abs(t_sr.astype(int) - sr.astype(int)).max() <= 1  # fp16 storage costs at most one level
-    probs = ds.extras["hr_probs"]
+    probs = ds.extras["t_probs"]
     assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+
+
+def test_control_without_distillation_needs_no_teacher(faces, tmp_path):
+    """student_x4_nodistill trains on ground truth and the critic on HR only: no teacher is loaded
+    (a teacher name that does not exist is never resolved), and the HR distributions are attached."""
+    cfg = yaml.safe_load((CONFIGS / "student_x4_nodistill.yaml").read_text())
+    cfg["train"].update(batch_size=4, threads=1, device="cpu", warmup=1)
+    config = tmp_path / "nodistill.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = distill_student(config, "no-such-teacher", faces[0], tmp_path / "run", val=faces[1], iterations=1)
+    assert result["iterations"] == 1
+    assert load_checkpoint(tmp_path / "run" / "model.pt")["config"]["teacher"] is None
+
+
+def test_hr_probs_are_the_critics_distribution_on_each_hr_face(faces):
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))], 4, desc="train")
+    ds = FaceSRDataset(arrays, "contours")
+    critic = build_fer_critic()
+    attach_hr_probs(ds, critic, torch.device("cpu"), batch=3)  # batches that do not divide 8
+    assert torch.allclose(ds.extras["hr_probs"], critic.probs(ds.hr), atol=1e-6)
+
+
+def test_distill_can_fine_tune_a_shipped_student(faces, tmp_path):
+    """--init with the shipped student and --set overrides; the run starts from its weights."""
+    config = CONFIGS / "student_x4.yaml"
+    sets = ["train.batch_size=4", "train.threads=1", "train.device=cpu", "train.warmup=1", "train.lr=1e-9"]
+    distill_student(config, "teacher-x4", faces[0], tmp_path / "run", val=faces[1], iterations=1,
+                    overrides=sets, init=resolve_model("student-x4"))
+    tuned = load_checkpoint(tmp_path / "run" / "model.pt")
+    shipped = load_checkpoint(resolve_model("student-x4"))
+    assert tuned["config"]["train"]["lr"] == 1e-9
+    for k, v in shipped["model"].items():  # one step at lr 1e-9 leaves the weights where they were
+        assert torch.allclose(tuned["model"][k].float(), v.float(), atol=1e-6), k

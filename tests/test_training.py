@@ -223,6 +223,45 @@ def test_resume_into_another_kind_is_refused(straight_run, face_arrays, tmp_path
         Trainer(run, cfg.train).fit()
 
 
+@pytest.mark.data
+def test_init_starts_a_new_run_from_a_checkpoints_weights(straight_run, face_arrays, tmp_path):
+    trainer_a, *_ = straight_run
+    *_, out_a, _ = straight_run
+    cfg = teacher_config(iterations=0)
+    run, calls = make_run(cfg, face_arrays, tmp_path / "ft", seed=99)
+    trainer = Trainer(run, cfg.train, init=out_a / "model.pt")
+    trainer.fit()
+    assert calls == []
+    assert state_close(trainer.model.state_dict(), trainer_a.ema.state_dict(), atol=0)
+    assert state_close(trainer.ema.state_dict(), trainer_a.ema.state_dict(), atol=0)
+
+
+@pytest.mark.data
+def test_init_is_ignored_when_the_run_can_resume(straight_run, face_arrays, tmp_path):
+    trainer_a, *_ = straight_run
+    *_, out_a, _ = straight_run
+    shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
+    other = teacher_config(iterations=2)
+    run_o, _ = make_run(other, face_arrays, tmp_path / "other", seed=5)
+    Trainer(run_o, other.train).fit()  # a different 2-iteration run to offer as --init
+    cfg = teacher_config()
+    run, calls = make_run(cfg, face_arrays, tmp_path, seed=7)
+    trainer = Trainer(run, cfg.train, init=tmp_path / "other" / "model.pt")
+    trainer.fit()
+    assert calls == []  # resumed the finished run; the init weights were not loaded
+    assert state_close(trainer.ema.state_dict(), trainer_a.ema.state_dict())
+
+
+@pytest.mark.data
+def test_init_with_a_different_model_config_is_refused(straight_run, face_arrays, tmp_path):
+    *_, out_a, _ = straight_run
+    cfg = teacher_config(model={**TINY, "nf": 12})
+    run, calls = make_run(cfg, face_arrays, tmp_path)
+    with pytest.raises(CheckpointError, match="fine-tuning needs the same model section"):
+        Trainer(run, cfg.train, init=out_a / "model.pt").fit()
+    assert calls == [] and not (tmp_path / "last.pt").exists()
+
+
 # --- DDP -------------------------------------------------------------------------------------------
 
 
