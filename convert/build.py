@@ -154,5 +154,5 @@ def _golden(stage: Path, int8: Path, lr: np.ndarray, lm: np.ndarray) -> dict:
     """A small input and its expected int8 output, for the on-device self-test."""
     np.save(stage / "golden_lr.npy", lr)
     np.save(stage / "golden_lm.npy", lm.astype(np.float32))
-    np.save(stage / "golden_sr.npy", TFLiteRunner(int8, "ai-edge-litert", 2)(lr, lm))
+    np.save(stage / "golden_sr.npy", TFLiteRunner.open(int8, "ai-edge-litert", 2)(lr, lm))
     return {"lr": "golden_lr.npy", "lm": "golden_lm.npy", "expected_sr": "golden_sr.npy", "min_psnr_db": 45.0}

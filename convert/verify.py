@@ -48,7 +48,7 @@ def _runners(files: dict[str, Path]):
     """(format, runtime, factory(threads)) for every format x installed runtime."""
     for fmt in ("int8", "fp16"):
         for rt in available_runtimes():
-            yield fmt, rt, (lambda threads, f=files[fmt], r=rt: TFLiteRunner(f, r, threads))
+            yield fmt, rt, (lambda threads, f=files[fmt], r=rt: TFLiteRunner.open(f, r, threads))
     yield "onnx", "onnxruntime", (lambda threads: OnnxRunner(files["onnx"], threads))
 
 

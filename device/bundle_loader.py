@@ -28,12 +28,12 @@ from device.critic import FerCritic
 from device.detect import DetectorConfig, FaceDetector
 from device.interpreter import DelegateChoice, InterpreterConfig, load_with_config
 from device.landmarks import FaceLandmarker, LandmarkConfig
-from device.sr import SrModel
 from edge_affectsr import landmark_graph
 from edge_affectsr.bundle import BundleError, Manifest, verify_bundle
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
 from edge_affectsr.models import resolve_model
+from edge_affectsr.tflite_sr import TFLiteRunner
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class LoadedBundle:
 
     path: Path
     manifest: Manifest
-    sr: SrModel
+    sr: TFLiteRunner  # the int8 SR model, on the configured delegate
+    sr_choice: DelegateChoice
     critic: FerCritic
     detector: FaceDetector  # whole frame + tiles (the configured detector)
     roi_detector: FaceDetector  # the same model on one region per call (around live tracks)
@@ -90,7 +91,7 @@ class LoadedBundle:
     @property
     def delegate(self) -> DelegateChoice:
         """The SR model's delegate choice (the only model that may run on an accelerator)."""
-        return self.sr.model.choice
+        return self.sr_choice
 
     def self_test(self) -> SelfTestResult:
         """Run the golden input through the int8 SR model; SelfTestError when below the bar."""
@@ -131,9 +132,10 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
     interpreter = interpreter or InterpreterConfig()
     cpu = interpreter.model_copy(update={"delegate_order": ["cpu"], "require_delegate": False})
     files = {key: path / manifest.models[key].file for key in REQUIRED_MODELS}
+    sr = load_with_config(files["sr_int8"], interpreter)
     bundle = LoadedBundle(
         path=path, manifest=manifest,
-        sr=SrModel(load_with_config(files["sr_int8"], interpreter)),
+        sr=TFLiteRunner(sr.interpreter, sr.choice.model), sr_choice=sr.choice,
         critic=FerCritic(load_with_config(files["fer_int8"], cpu)),
         detector=FaceDetector(files["face_detector"], detector, cpu),
         roi_detector=FaceDetector(files["face_detector"], _single_region(detector), cpu),

@@ -15,7 +15,6 @@ An interpreter is not thread-safe: give each thread its own :class:`Model`.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import platform
 import sys
@@ -28,12 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_affectsr import tflite_sr
 from edge_affectsr.errors import UserError
+from edge_affectsr.tflite_runtime import first_runtime
 
 log = logging.getLogger(__name__)
 
 DelegateName = Literal["edgetpu", "gpu", "cpu"]
 DEFAULT_ORDER: tuple[DelegateName, ...] = ("edgetpu", "gpu", "cpu")
-RUNTIMES = ("ai_edge_litert", "tflite_runtime")
+RUNTIMES = ("ai-edge-litert", "tflite-runtime")  # the core's names (edge_affectsr/tflite_runtime.py), in order
 
 # Shared-library names per platform.system(); the first that loads wins. The GPU delegate is not
 # in either wheel: it is built from TensorFlow's //tensorflow/lite/delegates/gpu target (Jetson,
@@ -99,7 +99,7 @@ class DelegateChoice:
         return any(not a.ok for a in self.attempts)
 
     def summary(self) -> str:
-        """One log line: ``face_landmark.tflite: ai_edge_litert, delegate cpu, 2 threads (edgetpu failed: ...)``."""
+        """One log line: ``face_landmark.tflite: ai-edge-litert, delegate cpu, 2 threads (edgetpu failed: ...)``."""
         failed = "; ".join(f"{a.delegate} failed: {a.error}" for a in self.attempts if not a.ok)
         tail = f" ({failed})" if failed else ""
         return f"{self.model}: {self.runtime}, delegate {self.delegate}, {self.threads} threads{tail}"
@@ -153,6 +153,11 @@ class Model:
         self.inputs = {t.name: t for t in map(_tensor_info, interpreter.get_input_details())}
         self.outputs = {t.name: t for t in map(_tensor_info, interpreter.get_output_details())}
 
+    @property
+    def interpreter(self) -> Any:
+        """The runtime's own interpreter, for wrappers that drive it directly (the core's SR runner)."""
+        return self._interp
+
     def input(self, name: str | None = None) -> TensorInfo:
         """The named input, or the only one when ``name`` is None."""
         return _pick(self.inputs, name, "input")
@@ -196,18 +201,6 @@ def _pick(tensors: dict[str, TensorInfo], name: str | None, kind: str) -> Tensor
     if len(tensors) != 1:
         raise ValueError(f"the model has {len(tensors)} {kind}s ({sorted(tensors)}): name one")
     return next(iter(tensors.values()))
-
-
-def import_runtime(runtimes: Sequence[str] = RUNTIMES) -> tuple[str, Any]:
-    """The first importable runtime's ``interpreter`` module, as ``(name, module)``."""
-    errors = []
-    for name in runtimes:
-        try:
-            return name, importlib.import_module(f"{name}.interpreter")
-        except ImportError as e:
-            errors.append(f"{name}: {e}")
-    raise InterpreterError("no TFLite runtime is installed (" + "; ".join(errors) + "); "
-                           "install one: pip install ai-edge-litert (or tflite-runtime)")
 
 
 def delegate_libraries(delegate: str, overrides: dict[str, list[str]] | None = None) -> tuple[str, ...]:
@@ -281,7 +274,10 @@ def load_interpreter(
     model_path = Path(model_path)
     if not model_path.is_file():
         raise InterpreterError(f"model file not found: {model_path}")
-    runtime, rt = import_runtime(runtimes)
+    try:
+        runtime, rt = first_runtime(runtimes)
+    except UserError as e:
+        raise InterpreterError(str(e)) from None
     attempts: list[DelegateAttempt] = []
     for delegate in delegate_order:
         if delegate == "cpu" and require_delegate:

@@ -72,7 +72,7 @@ class TFLitePredictor:
         runtimes = available_runtimes()
         if not runtimes:
             raise UserError("no TFLite runtime is installed: pip install -e '.[device]'")
-        self.runner = TFLiteRunner(path, runtime=runtime or runtimes[0], threads=2)
+        self.runner = TFLiteRunner.open(path, runtime=runtime or runtimes[0], threads=2)
         self.nodes = subset_nodes(subset or subset_for(self.runner.num_landmarks, path))
         self.name = name or path.stem
         self.scale = self.runner.scale

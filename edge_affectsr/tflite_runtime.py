@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edge_affectsr.errors import UserError
 
@@ -34,6 +36,18 @@ def runtime_module(runtime: str):
         return importlib.import_module(RUNTIMES[runtime])
     except ImportError as e:
         raise UserError(f"TFLite runtime {runtime!r} is not installed ({e})") from None
+
+
+def first_runtime(names: Sequence[str]) -> tuple[str, Any]:
+    """``(name, interpreter module)`` of the first of ``names`` that imports (the device's fallback chain)."""
+    errors = []
+    for name in names:
+        try:
+            return name, runtime_module(name)
+        except UserError as e:
+            errors.append(str(e))
+    raise UserError("no TFLite runtime is installed (" + "; ".join(errors) + "); "
+                    "install one: pip install ai-edge-litert (or tflite-runtime)")
 
 
 def make_interpreter(path: Path, runtime: str = "ai-edge-litert", threads: int | None = None, delegates: list | None = None):

@@ -1,8 +1,9 @@
 """The exported SR model as a plain function: uint8 RGB LR face + landmarks -> uint8 RGB SR face.
 
-Shared by ``convert`` (verification across runtimes) and ``eval``/``upscale`` (scoring a
-``.tflite`` file or a bundle like a checkpoint), so both quantise and dequantise the same way.
-The device runtime has its own wrapper (``device/sr.py``) on top of its delegate-aware loader.
+Shared by ``convert`` (verification, golden output), ``eval``/``upscale`` (scoring a ``.tflite``
+file or a bundle like a checkpoint) and the device runtime (on its delegate-aware interpreter), so
+all of them quantise and dequantise the same way and a bundle's golden output reproduces on the
+device bit for bit.
 """
 
 from __future__ import annotations
@@ -46,20 +47,34 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 class TFLiteRunner:
-    """``lr`` uint8 ``[h, w, 3]``, ``lm`` float ``[N, 2]`` -> SR uint8 ``[H, W, 3]``."""
+    """``lr`` uint8 ``[h, w, 3]``, ``lm`` float ``[N, 2]`` in [0, 1] of the crop -> SR uint8 ``[H, W, 3]``.
 
-    def __init__(self, path: Path, runtime: str, threads: int = 2) -> None:
-        self.it = make_interpreter(path, runtime=runtime, threads=threads)
-        ins, outs = self.it.get_input_details(), self.it.get_output_details()
+    Wraps an allocated interpreter from any loader (``open`` here; the device's delegate-aware
+    ``load_interpreter``). The inputs are picked by rank, since their tensor names depend on the
+    conversion. Not thread-safe, like the interpreter under it.
+    """
+
+    def __init__(self, interpreter, name: str) -> None:
+        self.it, self.name = interpreter, name
+        ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
         by_rank = {len(d["shape"]): d for d in ins}
-        if len(ins) != 2 or set(by_rank) != {3, 4} or len(outs) != 1 or len(outs[0]["shape"]) != 4:
-            raise UserError(f"{path} is not an SR model (expected inputs image [1, h, w, 3] and landmarks [1, N, 2] "
+        if (len(ins) != 2 or set(by_rank) != {3, 4} or by_rank[4]["shape"][-1] != 3 or by_rank[3]["shape"][-1] != 2
+                or len(outs) != 1 or len(outs[0]["shape"]) != 4):
+            raise UserError(f"{name} is not an SR model (expected inputs image [1, h, w, 3] and landmarks [1, N, 2] "
                             f"and one image output; it has inputs {[list(d['shape']) for d in ins]})")
         self.img, self.lm, self.out = by_rank[4], by_rank[3], outs[0]
+
+    @classmethod
+    def open(cls, path: Path, runtime: str, threads: int = 2) -> TFLiteRunner:
+        return cls(make_interpreter(path, runtime=runtime, threads=threads), str(path))
 
     @property
     def lr_size(self) -> int:
         return int(self.img["shape"][1])
+
+    @property
+    def out_size(self) -> int:
+        return int(self.out["shape"][1])
 
     @property
     def num_landmarks(self) -> int:
@@ -67,9 +82,13 @@ class TFLiteRunner:
 
     @property
     def scale(self) -> int:
-        return int(self.out["shape"][1]) // self.lr_size
+        return self.out_size // self.lr_size
 
     def __call__(self, lr: np.ndarray, lm: np.ndarray) -> np.ndarray:
+        if lr.shape != (self.lr_size, self.lr_size, 3):
+            raise ValueError(f"{self.name}: SR input must be {self.lr_size}x{self.lr_size}x3, got {lr.shape}")
+        if lm.shape != (self.num_landmarks, 2):
+            raise ValueError(f"{self.name}: SR landmarks must be [{self.num_landmarks}, 2], got {lm.shape}")
         self.it.set_tensor(self.img["index"], _q(lr[None].astype(np.float32) / 255.0, self.img))
         self.it.set_tensor(self.lm["index"], _q(lm[None].astype(np.float32), self.lm))
         self.it.invoke()

@@ -72,7 +72,7 @@ def test_golden_output_reproduces_on_every_runtime(bundle):
     out, _ = bundle
     lr, lm, expected = (np.load(out / f) for f in ("golden_lr.npy", "golden_lm.npy", "golden_sr.npy"))
     for rt in available_runtimes():
-        got = TFLiteRunner(out / "sr_int8.tflite", rt, 1)(lr, lm)
+        got = TFLiteRunner.open(out / "sr_int8.tflite", rt, 1)(lr, lm)
         assert np.abs(got.astype(int) - expected.astype(int)).max() <= 2, rt
 
 

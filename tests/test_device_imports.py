@@ -25,7 +25,7 @@ print("ok", len(sys.modules))
 def test_device_modules_are_all_covered():
     assert {"device.interpreter", "device.detect", "device.landmarks", "device.track", "device.capture",
             "device.builtin", "device.events", "device.store", "device.jsonl", "device.stats", "device.http_api",
-            "device.mqtt", "device.crops", "device.bundle_loader", "device.sr", "device.critic", "device.align",
+            "device.mqtt", "device.crops", "device.bundle_loader", "device.critic", "device.align",
             "device.guard", "device.roi_detect", "device.pipeline", "device.settings", "device.sinks",
             "device.daemon", "device.bench", "device.commands",
             "device.flash", "device.flash_command"} <= set(MODULES)

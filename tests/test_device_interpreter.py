@@ -31,7 +31,7 @@ def test_missing_edgetpu_falls_back_to_cpu_and_says_why(model_path, caplog):
     with caplog.at_level(logging.INFO, logger="device.interpreter"):
         model = load_interpreter(model_path, delegate_order=("edgetpu", "cpu"), threads=2)
     choice = model.choice
-    assert choice.delegate == "cpu" and choice.runtime == "ai_edge_litert" and choice.threads == 2
+    assert choice.delegate == "cpu" and choice.runtime == "ai-edge-litert" and choice.threads == 2
     edgetpu = choice.attempts[0]
     assert edgetpu.delegate == "edgetpu" and edgetpu.library == "libedgetpu.so.1" and not edgetpu.ok
     assert edgetpu.error.startswith("OSError") and "libedgetpu.so.1" in edgetpu.error
@@ -86,7 +86,7 @@ def test_bad_model_files_are_user_errors(tmp_path):
 
 def test_missing_runtime_says_what_to_install(model_path):
     with pytest.raises(InterpreterError, match="pip install ai-edge-litert"):
-        load_interpreter(model_path, runtimes=("no_such_runtime_pkg",))
+        load_interpreter(model_path, runtimes=("no-such-runtime",))
 
 
 def test_named_inputs_and_outputs(model_path):
@@ -107,9 +107,9 @@ def test_tflite_runtime_fallback_gives_the_same_outputs(model_path):
     """The fallback runtime must compute the same thing (a runtime bug was seen in int8 before)."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
-    a = load_interpreter(model_path, delegate_order=("cpu",), runtimes=("ai_edge_litert",))
-    b = load_interpreter(model_path, delegate_order=("cpu",), runtimes=("tflite_runtime",))
-    assert b.choice.runtime == "tflite_runtime"
+    a = load_interpreter(model_path, delegate_order=("cpu",), runtimes=("ai-edge-litert",))
+    b = load_interpreter(model_path, delegate_order=("cpu",), runtimes=("tflite-runtime",))
+    assert b.choice.runtime == "tflite-runtime"
     out_a, out_b = a.run(input=x), b.run(input=x)
     for name in out_a:
         np.testing.assert_allclose(out_a[name], out_b[name], rtol=1e-4, atol=1e-4)
