@@ -37,7 +37,7 @@ docs-teacher: setup
 	    --data $(DATA)/celeba/val --markdown docs/results/teacher_x4.md --json docs/results/teacher_x4.json --grid docs/results/teacher_x4.png
 
 docs-students: setup
-	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph \
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph --paired student-x4 \
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4.md --json docs/results/students_x4.json --grid docs/results/students_x4.png
 
 # Convert the shipped student into the shipped bundle (all gates must pass) and keep its report.

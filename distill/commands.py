@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_affectsr.errors import UserError
+
 DEFAULT_MODEL = "teacher-x4"
 
 
@@ -60,15 +62,23 @@ class Evaluate:
         p.add_argument("--json", type=Path, help="write the results as JSON here")
         p.add_argument("--grid", type=Path, help="write a picture LR | bicubic | models | HR here (PNG)")
         p.add_argument("--markdown", type=Path, help="also write the table here")
+        p.add_argument("--paired", metavar="MODEL",
+                       help="also compare every model with this one (a --model value, or bicubic) face by face: "
+                            "differences with 95%% bootstrap intervals")
 
     def run(self, args: argparse.Namespace) -> int:
         from distill.builtin import builtin_face_dir
-        from distill.evaluate import draw_grid, evaluate, markdown_table
+        from distill.evaluate import draw_grid, evaluate, markdown_table, paired_table
         from edge_affectsr.reports import write_json, write_text
 
-        data = args.data or builtin_face_dir()
-        report, faces, images, (hr_labels, names) = evaluate(args.model or [DEFAULT_MODEL], data, args.scale, args.limit)
+        data, models = args.data or builtin_face_dir(), args.model or [DEFAULT_MODEL]
+        choices = ["bicubic", *models]
+        if args.paired is not None and args.paired not in choices:
+            raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")
+        report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, args.limit)
         table = markdown_table(report)
+        if args.paired is not None:
+            table += "\n\n" + paired_table(report, choices.index(args.paired))
         print(f"\n{report['faces']} faces from {data}, x{args.scale} "
               f"(FaceMesh found {report['landmarks_found_lr']} on LR; agreement = top-1 expression of SR equals HR's)\n")
         print(table)

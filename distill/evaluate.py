@@ -41,9 +41,15 @@ def run_predictor(pred, faces: FaceArrays, batch: int) -> tuple[np.ndarray, floa
     return np.concatenate(outs), 1000 * (time.perf_counter() - start) / len(faces)
 
 
-def score(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray) -> dict:
+def per_face(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray) -> dict[str, list]:
+    """The per-face scores behind the table's means, kept for paired comparisons."""
+    return {"psnr": [metrics.psnr(a, b) for a, b in zip(sr, hr)],
+            "agree": (p_sr.argmax(1) == p_hr.argmax(1)).astype(int).tolist()}
+
+
+def score(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray, faces: dict) -> dict:
     return {
-        "psnr": float(np.mean([metrics.psnr(a, b) for a, b in zip(sr, hr)])),
+        "psnr": float(np.mean(faces["psnr"])),
         "ssim": float(np.mean([metrics.ssim(a, b) for a, b in zip(sr, hr)])),
         "psnr_y": float(np.mean([metrics.psnr_y(a, b) for a, b in zip(sr, hr)])),
         "agreement": metrics.expression_agreement(p_hr, p_sr),
@@ -67,8 +73,9 @@ def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None
         sr, ms = run_predictor(pred, faces, batch)
         p_sr = critic_probs(critic, sr)
         macs_m = pred.macs / 1e6 if pred.macs is not None else None
-        rows.append({"model": pred.name, **score(sr, faces.hr, p_sr, p_hr), "params": pred.params, "macs_m": macs_m,
-                     "ms_per_face": ms})
+        scores = per_face(sr, faces.hr, p_sr, p_hr)
+        rows.append({"model": pred.name, **score(sr, faces.hr, p_sr, p_hr, scores), "params": pred.params,
+                     "macs_m": macs_m, "ms_per_face": ms, "per_face": scores})
         images[pred.name] = (sr, p_sr.argmax(1))
     report = {
         "data": str(data), "scale": scale, "faces": len(faces), "unreadable": len(faces.skipped),
@@ -85,6 +92,23 @@ def markdown_table(report: dict) -> str:
     for r in report["rows"]:
         cells = ("—" if r.get(k) is None else f"{r[k]:,.{d}f}" for k, _, d in COLUMNS)
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_table(report: dict, row: int) -> str:
+    """Each other row minus row ``row`` (0 = bicubic) on the same faces: agreement (points) and PSNR
+    (dB), with 95 % paired-bootstrap intervals; an interval that excludes 0 is a difference the
+    faces support, one that straddles 0 is not."""
+    rows = {r["model"]: r["per_face"] for r in report["rows"]}
+    reference = report["rows"][row]["model"]
+    lines = [f"| model − {reference} | Δ agreement (points) | 95 % CI | Δ PSNR (dB) | 95 % CI |", "|---|---:|---:|---:|---:|"]
+    for name, faces in rows.items():
+        if name == reference:
+            continue
+        agree = metrics.paired_difference(faces["agree"], rows[reference]["agree"])
+        gain = metrics.paired_difference(faces["psnr"], rows[reference]["psnr"])
+        lines.append(f"| {name} | {100 * agree[0]:+.1f} | [{100 * agree[1]:+.1f}, {100 * agree[2]:+.1f}] "
+                     f"| {gain[0]:+.2f} | [{gain[1]:+.2f}, {gain[2]:+.2f}] |")
     return "\n".join(lines)
 
 

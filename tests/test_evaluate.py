@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from distill.archs.complexity import count_macs, count_params
-from distill.evaluate import evaluate, markdown_table
+from distill.evaluate import evaluate, markdown_table, paired_table
 from distill.predictors import load_predictor, subset_for
 from distill.upscale import upscale_folder
 from edge_affectsr import protocol
@@ -52,6 +52,17 @@ def test_eval_table_has_cost_columns_and_trained_models_beat_bicubic(val_faces):
     assert bicubic_line.count("—") == 2
     assert "81,304" in table
     assert images["student-x4"][0].shape == (12, 128, 128, 3)
+    assert all(len(r["per_face"]["agree"]) == len(r["per_face"]["psnr"]) == 12 for r in rows.values())
+    assert sum(rows["student-x4"]["per_face"]["agree"]) / 12 == pytest.approx(rows["student-x4"]["agreement"])
+
+
+def test_paired_table_compares_every_model_with_the_reference(val_faces):
+    report, *_ = evaluate(["student-x4"], val_faces, scale=4, limit=6)
+    lines = paired_table(report, 1).splitlines()
+    assert lines[0].startswith("| model − student-x4 |") and len(lines) == 3  # header, rule, bicubic
+    rows = {r["model"]: r for r in report["rows"]}
+    gain = rows["bicubic"]["psnr"] - rows["student-x4"]["psnr"]
+    assert lines[2].startswith("| bicubic |") and f"| {gain:+.2f} |" in lines[2]
 
 
 def test_bundle_and_tflite_files_score_like_the_checkpoint_they_came_from(val_faces):
@@ -80,3 +91,13 @@ def test_upscale_a_folder_of_lr_crops_with_the_bundle(val_faces, tmp_path):
     outs = sorted((tmp_path / "sr").glob("*.png"))
     assert [o.name for o in outs] == sorted(p.name for p in lr_dir.glob("*.png"))
     assert all(Image.open(o).size == (128, 128) for o in outs)
+
+
+def test_paired_reference_must_be_a_compared_model(capsys):
+    """Checked before any face is scored: exit 2 with the choices, no traceback."""
+    from edge_affectsr.cli import main
+
+    assert main(["eval", "--model", "student-x4", "--paired", "teacher-x4"]) == 2
+    err = capsys.readouterr().err
+    assert "--paired 'teacher-x4' must be one of the compared models: bicubic, student-x4" in err
+    assert "Traceback" not in err

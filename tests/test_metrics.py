@@ -162,3 +162,33 @@ def test_fer_accuracy():
     assert metrics.fer_accuracy(probs, [0, 2, 1, 0]) == 1.0
     with pytest.raises(ValueError, match="4 predictions but 3 labels"):
         metrics.fer_accuracy(probs, np.array([0, 2, 1]))
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
+    scores = np.random.default_rng(1).integers(0, 2, 600)
+    assert metrics.paired_difference(scores, scores) == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_interval_by_hand():
+    """600 faces, model a right on 30 faces where b is wrong and nowhere else: +5 points; the
+    paired interval stays above 0 (a 5-point gain supported by the faces) and brackets the mean."""
+    b = np.zeros(600)
+    a = b.copy()
+    a[:30] = 1
+    mean, lo, hi = metrics.paired_difference(a, b)
+    assert mean == pytest.approx(0.05)
+    assert 0.0 < lo < mean < hi < 0.1
+    assert metrics.paired_difference(a, b) == (mean, lo, hi)  # seeded: reproducible
+
+
+def test_paired_difference_straddles_zero_for_swapped_faces():
+    """Both models right on 30 faces, but different ones: no difference the faces support."""
+    a, b = np.zeros(600), np.zeros(600)
+    a[:30], b[30:60] = 1, 1
+    mean, lo, hi = metrics.paired_difference(a, b)
+    assert mean == 0.0 and lo < 0.0 < hi
+
+
+def test_paired_difference_needs_equal_1d_arrays():
+    with pytest.raises(ValueError, match="equal-length"):
+        metrics.paired_difference(np.zeros(3), np.zeros(4))
