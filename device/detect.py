@@ -194,7 +194,8 @@ class FaceDetector:
     def __init__(self, model_path: str | Path, config: DetectorConfig | None = None,
                  interpreter: InterpreterConfig | None = None) -> None:
         self.config = config or DetectorConfig()
-        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig())
+        # default: the CPU; these models are not compiled for an accelerator (the bundle loader says the same)
+        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig(delegate_order=["cpu"]))
         self._input = self.model.input()
         self._regressors, self._scores = _output_names(self.model)
         if self._input.shape != (1, INPUT_SIZE, INPUT_SIZE, 3):

@@ -112,7 +112,8 @@ class FaceLandmarker:
     def __init__(self, model_path: str | Path, config: LandmarkConfig | None = None,
                  interpreter: InterpreterConfig | None = None) -> None:
         self.config = config or LandmarkConfig()
-        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig())
+        # default: the CPU; these models are not compiled for an accelerator (the bundle loader says the same)
+        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig(delegate_order=["cpu"]))
         self._input = self.model.input()
         if self._input.shape != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ModelFileError(f"{model_path}: expected a 1x192x192x3 FaceMesh input, got {self._input.shape}")
