@@ -111,7 +111,8 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
     def loss_fn(model, batch):
         return distill_loss(w, model(batch["lr"], batch["lm_lr"]), batch, critic)
 
-    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref) if w.needs_teacher else None}
+    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref) if w.needs_teacher else None,
+                                                "init": str(init) if init else None}
     run = Run(kind="student", config=config_doc, model=StudentSR(cfg.model), loss_fn=loss_fn,
               train_set=train_set, val_set=val_set, out_dir=Path(out))
     trainer = Trainer(run, cfg.train, init=init)

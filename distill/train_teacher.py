@@ -73,7 +73,7 @@ def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, 
     torch.manual_seed(cfg.train.seed)
     loss_fn, criterion = make_teacher_loss(cfg)
     run = Run(
-        kind="teacher", config=cfg.model_dump(mode="json"), model=AffectSRNet(cfg.model), loss_fn=loss_fn,
+        kind="teacher", config=cfg.model_dump(mode="json") | {"init": str(init) if init else None}, model=AffectSRNet(cfg.model), loss_fn=loss_fn,
         train_set=FaceSRDataset(train, subset), val_set=FaceSRDataset(valid, subset), out_dir=Path(out),
     )
     trainer = Trainer(run, cfg.train, init=init)

@@ -95,6 +95,6 @@ def test_distill_can_fine_tune_a_shipped_student(faces, tmp_path):
                     overrides=sets, init=resolve_model("student-x4"))
     tuned = load_checkpoint(tmp_path / "run" / "model.pt")
     shipped = load_checkpoint(resolve_model("student-x4"))
-    assert tuned["config"]["train"]["lr"] == 1e-9
+    assert tuned["config"]["train"]["lr"] == 1e-9 and tuned["config"]["init"] == str(resolve_model("student-x4"))
     for k, v in shipped["model"].items():  # one step at lr 1e-9 leaves the weights where they were
         assert torch.allclose(tuned["model"][k].float(), v.float(), atol=1e-6), k
