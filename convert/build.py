@@ -27,6 +27,7 @@ from convert.tflite_inspect import inspect_tflite
 from convert.verify import markdown, structure_gate, verify
 from device.detect import mediapipe_model_path
 from distill.archs.fer_critic import build_fer_critic
+from distill.checkpoints import total_iterations
 from edge_affectsr import landmark_graph
 from edge_affectsr.assets import sha256_file
 from edge_affectsr.bundle import staging_dir, write_bundle
@@ -124,7 +125,7 @@ def _build(stage, student, ckpt, checkpoint, calib, val, verify_faces, lr_size, 
     golden = _golden(stage, files["int8"], lr_u8[0], val.lm[0])
     table = markdown(result)
     manifest = {
-        "name": name, "version": str(ckpt.get("iteration", 0)), "scale": student.cfg.scale,
+        "name": name, "version": str(total_iterations(ckpt)), "scale": student.cfg.scale,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                    "git_commit": git_commit(), "teacher": ckpt["config"].get("teacher"), "target": target},

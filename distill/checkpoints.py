@@ -56,6 +56,12 @@ def load_checkpoint(path: Path, kinds: tuple[str, ...] = ("teacher", "student"))
     return ckpt
 
 
+def total_iterations(ckpt: dict) -> int:
+    """All the training behind a checkpoint's weights, counting the runs it was fine-tuned from
+    (``--init``); a bundle's version, so a fine-tuned model never looks older than its parent."""
+    return int(ckpt.get("total_iterations", ckpt.get("iteration", 0)))
+
+
 def inference_checkpoint(ckpt: dict) -> dict:
     """The shippable part of a training checkpoint (no optimizer state)."""
     return {k: v for k, v in ckpt.items() if k != "train_state"}

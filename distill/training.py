@@ -23,7 +23,8 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
-from distill.checkpoints import FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic
+from distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic,
+                                 total_iterations)
 from distill.data.dataset import FaceSRDataset, to_uint8_image
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
@@ -140,6 +141,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
         self.it, self.best_psnr, self.last_psnr = 0, -1.0, float("nan")
+        self.prior_iterations = 0  # iterations behind the --init weights (a model's age across fine-tunes)
         self.last_path = run.out_dir / "last.pt"
 
     # --- checkpoints -----------------------------------------------------------------------------
@@ -147,6 +149,7 @@ class Trainer:
         return {
             "format": FORMAT, "version": VERSION, "kind": self.run.kind, "config": self.run.config,
             "model": self.ema.state_dict(), "iteration": self.it,
+            "total_iterations": self.prior_iterations + self.it,
             "metrics": {"val_psnr": self.last_psnr, "best_val_psnr": self.best_psnr},
             "train_state": {
                 "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
@@ -174,6 +177,7 @@ class Trainer:
         np.random.set_state(st["numpy_rng"])
         random.setstate(st["python_rng"])
         self.it = ckpt["iteration"]
+        self.prior_iterations = ckpt.get("total_iterations", self.it) - self.it
         self.best_psnr = ckpt["metrics"]["best_val_psnr"]
         self.last_psnr = ckpt["metrics"]["val_psnr"]
         log.info("resumed from %s at iteration %d", self.last_path, self.it)
@@ -186,7 +190,8 @@ class Trainer:
                                   "fine-tuning needs the same model section")
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["model"])
-        log.info("starting from the weights of %s (iteration %d of its run)", self.init, ckpt["iteration"])
+        self.prior_iterations = total_iterations(ckpt)
+        log.info("starting from the weights of %s (%d iterations behind them)", self.init, self.prior_iterations)
 
     # --- loop ------------------------------------------------------------------------------------
     @torch.no_grad()

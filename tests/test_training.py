@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from distill.archs.teacher import AffectSRNet, TeacherConfig
-from distill.checkpoints import CheckpointError, load_checkpoint
+from distill.checkpoints import CheckpointError, load_checkpoint, total_iterations
 from distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
 from distill.data.landmarks import LandmarkCache
 from distill.data.readers import FaceRecord
@@ -234,6 +234,23 @@ def test_init_starts_a_new_run_from_a_checkpoints_weights(straight_run, face_arr
     assert calls == []
     assert state_close(trainer.model.state_dict(), trainer_a.ema.state_dict(), atol=0)
     assert state_close(trainer.ema.state_dict(), trainer_a.ema.state_dict(), atol=0)
+
+
+@pytest.mark.data
+def test_a_fine_tune_counts_the_iterations_behind_its_init(straight_run, face_arrays, tmp_path):
+    """6 iterations from scratch, then 2 from those weights: the checkpoint says 8 in all (a bundle's
+    version), also after an interrupted fine-tune resumes."""
+    *_, out_a, _ = straight_run
+    assert total_iterations(load_checkpoint(out_a / "model.pt")) == 6
+    cfg = teacher_config(iterations=2, checkpoint_every=1)
+    run, _ = make_run(cfg, face_arrays, tmp_path, stop_at_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(run, cfg.train, init=out_a / "model.pt").fit()
+    assert total_iterations(load_checkpoint(tmp_path / "last.pt")) == 7
+    run, _ = make_run(cfg, face_arrays, tmp_path)
+    Trainer(run, cfg.train, init=out_a / "model.pt").fit()  # resumes; init ignored
+    ckpt = load_checkpoint(tmp_path / "model.pt")
+    assert ckpt["iteration"] == 2 and total_iterations(ckpt) == 8
 
 
 @pytest.mark.data
