@@ -130,7 +130,7 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
     manifest = verify_bundle(path)
     _check_device_fields(path, manifest)
     interpreter = interpreter or InterpreterConfig()
-    cpu = interpreter.model_copy(update={"delegate_order": ["cpu"], "require_delegate": False})
+    cpu = interpreter.on_cpu()
     files = {key: path / manifest.models[key].file for key in REQUIRED_MODELS}
     sr = load_with_config(files["sr_int8"], interpreter)
     bundle = LoadedBundle(

@@ -195,7 +195,7 @@ class FaceDetector:
                  interpreter: InterpreterConfig | None = None) -> None:
         self.config = config or DetectorConfig()
         # default: the CPU; these models are not compiled for an accelerator (the bundle loader says the same)
-        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig(delegate_order=["cpu"]))
+        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig().on_cpu())
         self._input = self.model.input()
         self._regressors, self._scores = _output_names(self.model)
         if self._input.shape != (1, INPUT_SIZE, INPUT_SIZE, 3):

@@ -1,8 +1,9 @@
 """One interpreter layer for every TFLite model on the device.
 
-Why one layer: the runtime (ai-edge-litert, else tflite-runtime), the delegate (Edge TPU, GPU, CPU)
-and int8 (de)quantisation are decided once, here, the same way for the detector, FaceMesh and the
-SR/FER models. A delegate that cannot be had falls back to the next one in the configured order,
+Why one layer: the runtime (ai-edge-litert, else tflite-runtime; imported through the core's
+``tflite_runtime``) and the delegate (Edge TPU, GPU, CPU) are decided once, here, the same way for
+the detector, FaceMesh and the SR/FER models; int8 (de)quantisation follows the core's rule
+(``edge_affectsr/tflite_sr.py``, whose SR runner wraps these interpreters too). A delegate that cannot be had falls back to the next one in the configured order,
 and the choice comes back as a :class:`DelegateChoice` record (what was chosen, why every earlier
 delegate failed) that the daemon logs at start; :func:`load_interpreter` also logs it as one line
 (WARNING when it fell back): never a silent fallback. ``cpu`` is the runtime's default path
@@ -69,6 +70,10 @@ class InterpreterConfig(BaseModel):
     require_delegate: bool = False  # true: refuse to start on the CPU when no accelerator loads
     # Override library names or paths per delegate, e.g. {"gpu": ["/opt/tflite/libgpu_delegate.so"]}.
     delegate_libraries: dict[Literal["edgetpu", "gpu"], list[str]] = Field(default_factory=dict)
+
+    def on_cpu(self) -> InterpreterConfig:
+        """The same settings on the CPU only: for models not compiled for an accelerator."""
+        return self.model_copy(update={"delegate_order": ["cpu"], "require_delegate": False})
 
 
 @dataclass(frozen=True)

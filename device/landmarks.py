@@ -113,7 +113,7 @@ class FaceLandmarker:
                  interpreter: InterpreterConfig | None = None) -> None:
         self.config = config or LandmarkConfig()
         # default: the CPU; these models are not compiled for an accelerator (the bundle loader says the same)
-        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig(delegate_order=["cpu"]))
+        self.model: Model = load_with_config(model_path, interpreter or InterpreterConfig().on_cpu())
         self._input = self.model.input()
         if self._input.shape != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ModelFileError(f"{model_path}: expected a 1x192x192x3 FaceMesh input, got {self._input.shape}")

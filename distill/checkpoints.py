@@ -1,8 +1,10 @@
 """Checkpoint files: written atomically, read with a clear error when they are of the wrong kind.
 
 A checkpoint is a ``torch.save`` dict: ``format``, ``version``, ``kind`` (``teacher`` / ``student``),
-``config`` (the full training config), ``model`` (weights used for inference: the EMA ones),
-``iteration``, ``metrics``, and, in training checkpoints only, ``train_state`` for resuming.
+``config`` (the full training config, plus ``init``: the checkpoint a fine-tune started from, and
+for students ``teacher``), ``model`` (weights used for inference: the EMA ones), ``iteration`` (of
+this run), ``total_iterations`` (across the runs behind the weights), ``metrics``, and, in training
+checkpoints only, ``train_state`` for resuming.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 def load_checkpoint(path: Path, kinds: tuple[str, ...] = ("teacher", "student")) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder (a model bundle?), not a checkpoint file (.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

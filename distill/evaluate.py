@@ -99,15 +99,15 @@ def paired_table(report: dict, row: int) -> str:
     """Each other row minus row ``row`` (0 = bicubic) on the same faces: agreement (points) and PSNR
     (dB), with 95 % paired-bootstrap intervals; an interval that excludes 0 is a difference the
     faces support, one that straddles 0 is not."""
-    rows = {r["model"]: r["per_face"] for r in report["rows"]}
-    reference = report["rows"][row]["model"]
+    ref = report["rows"][row]
+    reference = ref["model"]
     lines = [f"| model − {reference} | Δ agreement (points) | 95 % CI | Δ PSNR (dB) | 95 % CI |", "|---|---:|---:|---:|---:|"]
-    for name, faces in rows.items():
-        if name == reference:
+    for i, r in enumerate(report["rows"]):
+        if i == row:
             continue
-        agree = metrics.paired_difference(faces["agree"], rows[reference]["agree"])
-        gain = metrics.paired_difference(faces["psnr"], rows[reference]["psnr"])
-        lines.append(f"| {name} | {100 * agree[0]:+.1f} | [{100 * agree[1]:+.1f}, {100 * agree[2]:+.1f}] "
+        agree = metrics.paired_difference(r["per_face"]["agree"], ref["per_face"]["agree"])
+        gain = metrics.paired_difference(r["per_face"]["psnr"], ref["per_face"]["psnr"])
+        lines.append(f"| {r['model']} | {100 * agree[0]:+.1f} | [{100 * agree[1]:+.1f}, {100 * agree[2]:+.1f}] "
                      f"| {gain[0]:+.2f} | [{gain[1]:+.2f}, {gain[2]:+.2f}] |")
     return "\n".join(lines)
 

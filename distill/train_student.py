@@ -21,7 +21,7 @@ from distill.data.dataset import FaceSRDataset
 from distill.distill_losses import DistillWeights, distill_loss
 from distill.predictors import TorchPredictor
 from distill.train_teacher import DataConfig, load_faces
-from distill.training import Run, TrainConfig, Trainer, pick_device
+from distill.training import Run, TrainConfig, Trainer, check_init, pick_device
 from edge_affectsr import landmark_graph
 from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
@@ -93,6 +93,10 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
     w = cfg.loss
     if w.graph and not cfg.model.use_graph:
         raise UserError("loss.graph needs model.use_graph: true")
+    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref) if w.needs_teacher else None,
+                                                "init": str(init) if init else None}
+    if init is not None:
+        check_init(init, "student", config_doc)
     critic = build_fer_critic()
     train, valid = load_faces(cfg.data, cfg.model.scale, data, val, cfg.train.seed)
     train_set = FaceSRDataset(train, cfg.model.landmark_subset)
@@ -111,8 +115,6 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
     def loss_fn(model, batch):
         return distill_loss(w, model(batch["lr"], batch["lm_lr"]), batch, critic)
 
-    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref) if w.needs_teacher else None,
-                                                "init": str(init) if init else None}
     run = Run(kind="student", config=config_doc, model=StudentSR(cfg.model), loss_fn=loss_fn,
               train_set=train_set, val_set=val_set, out_dir=Path(out))
     trainer = Trainer(run, cfg.train, init=init)

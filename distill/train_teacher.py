@@ -14,7 +14,7 @@ from distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
 from distill.data.degradations import DegradationConfig
 from distill.data.readers import face_set
 from distill.losses import LossWeights, SRLoss
-from distill.training import Run, TrainConfig, Trainer
+from distill.training import Run, TrainConfig, Trainer, check_init
 from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
 
@@ -68,12 +68,15 @@ def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, 
     cfg = load_config(config, TeacherTrainingConfig, overrides)
     if iterations is not None:
         cfg.train.iterations = iterations
+    config_doc = cfg.model_dump(mode="json") | {"init": str(init) if init else None}
+    if init is not None:
+        check_init(init, "teacher", config_doc)
     train, valid = load_faces(cfg.data, cfg.model.scale, data, val, cfg.train.seed)
     subset = cfg.model.landmark_subset
     torch.manual_seed(cfg.train.seed)
     loss_fn, criterion = make_teacher_loss(cfg)
     run = Run(
-        kind="teacher", config=cfg.model_dump(mode="json") | {"init": str(init) if init else None}, model=AffectSRNet(cfg.model), loss_fn=loss_fn,
+        kind="teacher", config=config_doc, model=AffectSRNet(cfg.model), loss_fn=loss_fn,
         train_set=FaceSRDataset(train, subset), val_set=FaceSRDataset(valid, subset), out_dir=Path(out),
     )
     trainer = Trainer(run, cfg.train, init=init)

@@ -85,6 +85,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_init(path: Path, kind: str, config: dict) -> dict:
+    """The ``--init`` checkpoint, if it can start a run of ``kind`` with ``config``'s model section;
+    called before any data is loaded, so a wrong file fails in seconds, not after the teacher targets."""
+    ckpt = load_checkpoint(path, kinds=(kind,))
+    if ckpt["config"].get("model") != config.get("model"):
+        raise CheckpointError(f"--init {path}: its model config differs from this run's; "
+                              "fine-tuning needs the same model section")
+    return ckpt
+
+
 def lr_at(it: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to ``lr_min``."""
     if it < cfg.warmup:
@@ -177,17 +187,18 @@ class Trainer:
         np.random.set_state(st["numpy_rng"])
         random.setstate(st["python_rng"])
         self.it = ckpt["iteration"]
-        self.prior_iterations = ckpt.get("total_iterations", self.it) - self.it
+        self.prior_iterations = total_iterations(ckpt) - self.it
+        self.run.config["init"] = ckpt["config"].get("init")  # the run's lineage, not this command line's
         self.best_psnr = ckpt["metrics"]["best_val_psnr"]
         self.last_psnr = ckpt["metrics"]["val_psnr"]
         log.info("resumed from %s at iteration %d", self.last_path, self.it)
+        if self.init is not None:
+            log.warning("--init %s ignored: %s resumes its own run (use a new --out to fine-tune afresh)",
+                        self.init, self.last_path)
         return True
 
     def load_init(self) -> None:
-        ckpt = load_checkpoint(self.init, kinds=(self.run.kind,))
-        if ckpt["config"].get("model") != self.run.config.get("model"):
-            raise CheckpointError(f"--init {self.init}: its model config differs from this run's; "
-                                  "fine-tuning needs the same model section")
+        ckpt = check_init(self.init, self.run.kind, self.run.config)
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["model"])
         self.prior_iterations = total_iterations(ckpt)

@@ -46,8 +46,10 @@ def validate(data: dict, schema: type[T], source: str = "config") -> T:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``["train.lr=2e-4", "loss.feature=0.1"]`` set into a copy of ``data``; each value is read as
-    YAML, so numbers, booleans and lists keep their types. Unknown keys are caught by the schema."""
+    """``["train.lr=2e-4", "loss.feature=0.1"]`` set into a copy of ``data``. Each value is parsed as
+    YAML (``true``, ``[1, 2]``; note ``2e-4`` stays a string there) and the schema then validates and
+    converts it, so a wrong type or an unknown key is named like one in the file. Keys address
+    mappings only (no list indices)."""
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, text = item.partition("=")

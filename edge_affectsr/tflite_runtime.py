@@ -40,6 +40,9 @@ def runtime_module(runtime: str):
 
 def first_runtime(names: Sequence[str]) -> tuple[str, Any]:
     """``(name, interpreter module)`` of the first of ``names`` that imports (the device's fallback chain)."""
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown:
+        raise UserError(f"unknown TFLite runtime {unknown[0]!r}; choose from {list(RUNTIMES)}")
     errors = []
     for name in names:
         try:

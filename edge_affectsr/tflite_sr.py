@@ -85,6 +85,8 @@ class TFLiteRunner:
         return self.out_size // self.lr_size
 
     def __call__(self, lr: np.ndarray, lm: np.ndarray) -> np.ndarray:
+        if lr.dtype != np.uint8:
+            raise ValueError(f"{self.name}: SR input must be uint8 RGB (0-255), got {lr.dtype}")
         if lr.shape != (self.lr_size, self.lr_size, 3):
             raise ValueError(f"{self.name}: SR input must be {self.lr_size}x{self.lr_size}x3, got {lr.shape}")
         if lm.shape != (self.num_landmarks, 2):

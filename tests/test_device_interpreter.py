@@ -16,6 +16,7 @@ from device.interpreter import (
     DelegateRequiredError, InterpreterConfig, InterpreterError, TensorInfo, dequantize, load_interpreter,
     load_with_config, quantize,
 )
+from edge_affectsr import tflite_runtime
 from edge_affectsr.config import ConfigError, load_config
 from edge_affectsr.errors import UserError
 
@@ -84,9 +85,16 @@ def test_bad_model_files_are_user_errors(tmp_path):
         load_interpreter(junk, delegate_order=("cpu",))
 
 
-def test_missing_runtime_says_what_to_install(model_path):
-    with pytest.raises(InterpreterError, match="pip install ai-edge-litert"):
-        load_interpreter(model_path, runtimes=("no-such-runtime",))
+def test_missing_runtime_says_what_to_install(model_path, monkeypatch):
+    """A board with neither wheel: registered runtimes whose modules are not installed."""
+    monkeypatch.setitem(tflite_runtime.RUNTIMES, "absent-runtime", "edge_affectsr_absent_runtime.interpreter")
+    with pytest.raises(InterpreterError, match="no TFLite runtime is installed.*pip install ai-edge-litert"):
+        load_interpreter(model_path, runtimes=("absent-runtime",))
+
+
+def test_misspelt_runtime_is_named(model_path):
+    with pytest.raises(InterpreterError, match="unknown TFLite runtime 'ai_edge_litert'; choose from"):
+        load_interpreter(model_path, runtimes=("ai_edge_litert",))
 
 
 def test_named_inputs_and_outputs(model_path):

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from distill.archs.fer_critic import build_fer_critic
-from distill.checkpoints import load_checkpoint
+from distill.checkpoints import CheckpointError, load_checkpoint
 from distill.data.dataset import FaceSRDataset, prepare_faces
 from distill.data.readers import FaceRecord
 from distill.predictors import TorchPredictor, load_predictor
@@ -98,3 +98,11 @@ def test_distill_can_fine_tune_a_shipped_student(faces, tmp_path):
     assert tuned["config"]["train"]["lr"] == 1e-9 and tuned["config"]["init"] == str(resolve_model("student-x4"))
     for k, v in shipped["model"].items():  # one step at lr 1e-9 leaves the weights where they were
         assert torch.allclose(tuned["model"][k].float(), v.float(), atol=1e-6), k
+
+
+@pytest.mark.parametrize("init, why", [("teacher-x4", "'teacher' checkpoint"), ("bundle-x4", "is a folder")])
+def test_a_wrong_init_fails_before_any_face_is_loaded(tmp_path, init, why):
+    """Checked first: the data folder does not even exist, and the error is about --init."""
+    with pytest.raises(CheckpointError, match=why):
+        distill_student(CONFIGS / "student_x4.yaml", "teacher-x4", tmp_path / "no-data", tmp_path / "run",
+                        init=resolve_model(init))

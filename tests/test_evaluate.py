@@ -101,3 +101,13 @@ def test_paired_reference_must_be_a_compared_model(capsys):
     err = capsys.readouterr().err
     assert "--paired 'teacher-x4' must be one of the compared models: bicubic, student-x4" in err
     assert "Traceback" not in err
+
+
+def test_paired_table_tells_rows_with_the_same_name_apart():
+    """Two models can share a display name (x/model.pt and x/model.tflite); rows go by position."""
+    row = lambda name, agree, psnr: {"model": name, "per_face": {"agree": agree, "psnr": psnr}}  # noqa: E731
+    report = {"rows": [row("bicubic", [0, 0, 0, 0], [20.0] * 4), row("x/model", [1, 1, 1, 1], [25.0] * 4),
+                       row("x/model", [1, 1, 0, 0], [24.0] * 4)]}
+    lines = paired_table(report, 1).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in lines] == ["| bicubic", "| x/model"]
+    assert "| -50.0 |" in lines[1] and "| -1.00 |" in lines[1]  # the other x/model, not itself

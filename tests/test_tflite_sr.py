@@ -52,6 +52,8 @@ def test_wrong_input_shapes_are_refused(golden):
         runner(np.zeros((64, 64, 3), np.uint8), lm)
     with pytest.raises(ValueError, match="SR landmarks must be"):
         runner(lr, lm[:10])
+    with pytest.raises(ValueError, match="must be uint8 RGB"):  # a [0, 1] float image would come out black
+        runner(lr.astype(np.float32) / 255, lm)
 
 
 def test_a_model_that_is_not_sr_is_refused():

@@ -225,8 +225,7 @@ def test_resume_into_another_kind_is_refused(straight_run, face_arrays, tmp_path
 
 @pytest.mark.data
 def test_init_starts_a_new_run_from_a_checkpoints_weights(straight_run, face_arrays, tmp_path):
-    trainer_a, *_ = straight_run
-    *_, out_a, _ = straight_run
+    trainer_a, _, out_a, _ = straight_run
     cfg = teacher_config(iterations=0)
     run, calls = make_run(cfg, face_arrays, tmp_path / "ft", seed=99)
     trainer = Trainer(run, cfg.train, init=out_a / "model.pt")
@@ -244,19 +243,20 @@ def test_a_fine_tune_counts_the_iterations_behind_its_init(straight_run, face_ar
     assert total_iterations(load_checkpoint(out_a / "model.pt")) == 6
     cfg = teacher_config(iterations=2, checkpoint_every=1)
     run, _ = make_run(cfg, face_arrays, tmp_path, stop_at_call=2)
+    run.config["init"] = str(out_a / "model.pt")  # as the training commands record it
     with pytest.raises(KeyboardInterrupt):
         Trainer(run, cfg.train, init=out_a / "model.pt").fit()
     assert total_iterations(load_checkpoint(tmp_path / "last.pt")) == 7
     run, _ = make_run(cfg, face_arrays, tmp_path)
-    Trainer(run, cfg.train, init=out_a / "model.pt").fit()  # resumes; init ignored
+    Trainer(run, cfg.train).fit()  # resumed without --init: the lineage comes from the run itself
     ckpt = load_checkpoint(tmp_path / "model.pt")
     assert ckpt["iteration"] == 2 and total_iterations(ckpt) == 8
+    assert ckpt["config"]["init"] == str(out_a / "model.pt")
 
 
 @pytest.mark.data
 def test_init_is_ignored_when_the_run_can_resume(straight_run, face_arrays, tmp_path):
-    trainer_a, *_ = straight_run
-    *_, out_a, _ = straight_run
+    trainer_a, _, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
     other = teacher_config(iterations=2)
     run_o, _ = make_run(other, face_arrays, tmp_path / "other", seed=5)
