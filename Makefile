@@ -41,10 +41,13 @@ docs-students: setup
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4.md --json docs/results/students_x4.json --grid docs/results/students_x4.png
 
 # The same comparison on the 3,062 expression-labelled faces (posed, 8 classes): 5x the faces of
-# celeba/val and far more non-neutral expressions, for the agreement differences between students.
+# celeba/val and far more non-neutral expressions, for the agreement differences between students;
+# then the graph models again with the mean face shape for every face (how much they use landmarks).
 docs-expressions: setup
 	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph --paired student-x4 \
 	    --data $(DATA)/expressions --markdown docs/results/students_x4_expressions.md --json docs/results/students_x4_expressions.json
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --mean-landmarks \
+	    --data $(DATA)/expressions --markdown docs/results/students_x4_expressions_mean_landmarks.md --json docs/results/students_x4_expressions_mean_landmarks.json
 
 # Convert the shipped student into the shipped bundle (all gates must pass) and keep its report.
 bundle-x4: setup

@@ -62,6 +62,9 @@ class Evaluate:
         p.add_argument("--json", type=Path, help="write the results as JSON here")
         p.add_argument("--grid", type=Path, help="write a picture LR | bicubic | models | HR here (PNG)")
         p.add_argument("--markdown", type=Path, help="also write the table here")
+        p.add_argument("--mean-landmarks", action="store_true",
+                       help="give every model the mean face shape instead of each face's FaceMesh landmarks "
+                            "(as when FaceMesh fails): how much does a model use its landmarks?")
         p.add_argument("--paired", metavar="MODEL",
                        help="also compare every model with this one (a --model value, or bicubic) face by face: "
                             "differences with 95%% bootstrap intervals")
@@ -75,12 +78,14 @@ class Evaluate:
         choices = ["bicubic", *models]
         if args.paired is not None and args.paired not in choices:
             raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")
-        report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, args.limit)
+        report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, args.limit,
+                                                             mean_landmarks=args.mean_landmarks)
         table = markdown_table(report)
         if args.paired is not None:
             table += "\n\n" + paired_table(report, choices.index(args.paired))
+        found = "mean face shape for every face" if args.mean_landmarks else f"FaceMesh found {report['landmarks_found_lr']} on LR"
         print(f"\n{report['faces']} faces from {data}, x{args.scale} "
-              f"(FaceMesh found {report['landmarks_found_lr']} on LR; agreement = top-1 expression of SR equals HR's)\n")
+              f"({found}; agreement = top-1 expression of SR equals HR's)\n")
         print(table)
         if args.json:
             write_json(args.json, report)

