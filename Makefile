@@ -39,6 +39,8 @@ docs-teacher: setup
 docs-students: setup
 	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph --paired student-x4 \
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4.md --json docs/results/students_x4.json --grid docs/results/students_x4.png
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --mean-landmarks \
+	    --data $(DATA)/celeba/val --markdown docs/results/students_x4_mean_landmarks.md --json docs/results/students_x4_mean_landmarks.json
 
 # The same comparison on the 3,062 expression-labelled faces (posed, 8 classes): 5x the faces of
 # celeba/val and far more non-neutral expressions, for the agreement differences between students;
