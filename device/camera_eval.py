@@ -91,7 +91,9 @@ def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipel
 
 
 def camera_eval(bundle_path: str | Path | None, data: Path, faces: int = 150, stride: int = 4, offset: int = 0) -> dict:
-    photos = sorted(p for p in Path(data).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    """Photos under ``data`` (sub-folders too, e.g. one per expression class), sorted by path, every
+    ``stride``-th from ``offset``, at most ``faces`` of them."""
+    photos = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file())
     files = photos[offset::stride][:faces]
     if len(files) < 2:
         raise UserError(f"{data}: need at least 2 face photos (found {len(files)})")

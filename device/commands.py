@@ -100,10 +100,11 @@ class CameraEval:
     help = "score the device pipeline's upscales and its expression guard on real face photos"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", type=Path, required=True, help="folder of face photos, e.g. ../shared/data/celeba/val")
+        p.add_argument("--data", type=Path, required=True,
+                       help="folder of face photos, sub-folders included (e.g. ../shared/data/celeba/val, or the per-class ../shared/data/expressions)")
         p.add_argument("--bundle", help="model bundle folder (default: the shipped bundle-x4)")
         p.add_argument("--faces", type=int, default=150, help="how many photos (default: 150)")
-        p.add_argument("--stride", type=int, default=4, help="take every Nth photo in name order (default: 4)")
+        p.add_argument("--stride", type=int, default=4, help="take every Nth photo in path order (default: 4)")
         p.add_argument("--offset", type=int, default=0, help="start at this photo (default: 0; 2 gives a disjoint set)")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
         p.add_argument("--markdown", type=Path, help="write the table here")

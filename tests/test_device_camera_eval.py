@@ -51,3 +51,14 @@ def test_large_photos_are_shrunk_into_the_frame():
     frame = paste(photo)
     assert frame.shape == (480, 640, 3)
     assert (frame == 200).all(axis=2).sum() == pytest.approx(380 * 304, rel=0.01)  # 1000x800 scaled by 0.38
+
+
+def test_photos_in_class_sub_folders_are_found(shared_data: Path, tmp_path):
+    """A class-per-folder set (like ../shared/data/expressions) is read through its sub-folders."""
+    src = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:4]
+    for i, p in enumerate(src):
+        (tmp_path / f"class{i % 2}").mkdir(exist_ok=True)
+        (tmp_path / f"class{i % 2}" / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "notes.txt").write_text("not a photo")
+    got = camera_eval(require_bundle(), tmp_path, faces=4, stride=1)
+    assert got["photos"] == 4 and got["faces"] + got["missed"] == 4 and got["faces"] >= 2
