@@ -73,7 +73,7 @@ class LoadedBundle:
     path: Path
     manifest: Manifest
     sr: TFLiteRunner  # the int8 SR model, on the configured delegate
-    sr_choice: DelegateChoice
+    delegate: DelegateChoice  # the SR model's delegate choice (the only model that may run on an accelerator)
     critic: FerCritic
     detector: FaceDetector  # whole frame + tiles (the configured detector)
     roi_detector: FaceDetector  # the same model on one region per call (around live tracks)
@@ -87,11 +87,6 @@ class LoadedBundle:
     @property
     def version(self) -> str:
         return self.manifest.version
-
-    @property
-    def delegate(self) -> DelegateChoice:
-        """The SR model's delegate choice (the only model that may run on an accelerator)."""
-        return self.sr_choice
 
     def self_test(self) -> SelfTestResult:
         """Run the golden input through the int8 SR model; SelfTestError when below the bar."""
@@ -135,7 +130,7 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
     sr = load_with_config(files["sr_int8"], interpreter)
     bundle = LoadedBundle(
         path=path, manifest=manifest,
-        sr=TFLiteRunner(sr.interpreter, sr.choice.model), sr_choice=sr.choice,
+        sr=TFLiteRunner(sr.interpreter, sr.choice.model), delegate=sr.choice,
         critic=FerCritic(load_with_config(files["fer_int8"], cpu)),
         detector=FaceDetector(files["face_detector"], detector, cpu),
         roi_detector=FaceDetector(files["face_detector"], _single_region(detector), cpu),

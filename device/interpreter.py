@@ -3,9 +3,10 @@
 Why one layer: the runtime (ai-edge-litert, else tflite-runtime; imported through the core's
 ``tflite_runtime``) and the delegate (Edge TPU, GPU, CPU) are decided once, here, the same way for
 the detector, FaceMesh and the SR/FER models; int8 (de)quantisation follows the core's rule
-(``edge_affectsr/tflite_sr.py``, whose SR runner wraps these interpreters too). A delegate that cannot be had falls back to the next one in the configured order,
-and the choice comes back as a :class:`DelegateChoice` record (what was chosen, why every earlier
-delegate failed) that the daemon logs at start; :func:`load_interpreter` also logs it as one line
+(``edge_affectsr/tflite_sr.py``, whose SR runner wraps these interpreters too). A delegate that
+cannot be had falls back to the next one in the configured order, and the choice comes back as a
+:class:`DelegateChoice` record (what was chosen, why every earlier delegate failed) that the
+daemon logs at start; :func:`load_interpreter` also logs it as one line
 (WARNING when it fell back): never a silent fallback. ``cpu`` is the runtime's default path
 (XNNPACK) and always works; a missing accelerator library is only an error with
 ``require_delegate: true``.

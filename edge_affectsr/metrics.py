@@ -150,4 +150,3 @@ def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 10000, seed: i
                             for i in range(0, n_boot, chunk)])
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(d.mean()), float(lo), float(hi)
-
