@@ -26,6 +26,8 @@ SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 class ConversionError(UserError):
     """onnx2tf failed; the message points at its log."""
 
+LOG_TAIL_LINES = 25
+
 
 def onnx2tf_bin() -> str:
     exe = Path(sys.executable).parent / "onnx2tf"
@@ -64,5 +66,8 @@ def convert(onnx_path: Path, calib: dict[str, np.ndarray], workdir: Path) -> dic
     }
     missing = [k for k, p in out.items() if not p.exists()]
     if missing:
-        raise ConversionError(f"onnx2tf produced no {', '.join(missing)} model (exit {proc.returncode}); see {log_path}")
+        # The work folder is temporary, so the error carries the end of onnx2tf's log itself.
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+        raise ConversionError(f"onnx2tf produced no {', '.join(missing)} model (exit {proc.returncode}); "
+                              f"the end of its log:\n{tail}")
     return out

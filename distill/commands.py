@@ -21,7 +21,8 @@ def add_training_arguments(p: argparse.ArgumentParser, config: str, out: str) ->
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, dotted key (e.g. --set train.lr=2e-4 --set loss.feature=0.1); repeatable")
     p.add_argument("--init", metavar="CKPT",
-                   help="start from this checkpoint's weights (path or shipped name; same model config: fine-tuning)")
+                   help="start from this checkpoint's weights (path or shipped name; the model may add or leave "
+                        "out branches, e.g. student prior_grid / film_gate: those start fresh or are dropped, as logged)")
 
 
 def init_checkpoint(args: argparse.Namespace) -> Path | None:

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
+from distill.archs.build import build_sr_model
 from distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic,
                                  total_iterations)
 from distill.data.dataset import FaceSRDataset, to_uint8_image
@@ -86,13 +87,27 @@ def seed_everything(seed: int) -> None:
 
 
 def check_init(path: Path, kind: str, config: dict) -> dict:
-    """The ``--init`` checkpoint, if it can start a run of ``kind`` with ``config``'s model section;
-    called before any data is loaded, so a wrong file fails in seconds, not after the teacher targets."""
+    """The ``--init`` checkpoint, if its weights fit a ``kind`` model built from ``config``; called
+    before any data is loaded, so a wrong file fails in seconds, not after the teacher targets."""
     ckpt = load_checkpoint(path, kinds=(kind,))
-    if ckpt["config"].get("model") != config.get("model"):
-        raise CheckpointError(f"--init {path}: its model config differs from this run's; "
-                              "fine-tuning needs the same model section")
+    load_init_weights(build_sr_model(kind, config["model"]), ckpt, path)
     return ckpt
+
+
+def load_init_weights(model: torch.nn.Module, ckpt: dict, path: Path) -> tuple[list[str], list[str]]:
+    """Start ``model`` from an ``--init`` checkpoint's weights; returns (new, dropped) tensor names.
+
+    The model may add or leave out branches relative to the checkpoint (e.g. the student's
+    ``prior_grid`` and ``film_gate``): added ones keep their own initialisation (the identity, by
+    design), left-out ones are dropped. A tensor of another shape means another model and is refused.
+    """
+    try:
+        result = model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
+        raise CheckpointError(f"--init {path}: its weights do not fit this run's model ({detail}); "
+                              "fine-tuning needs the same model section, or one that adds or leaves out branches") from None
+    return list(result.missing_keys), list(result.unexpected_keys)
 
 
 def lr_at(it: int, cfg: TrainConfig) -> float:
@@ -132,8 +147,8 @@ def validate(run: Run, model: torch.nn.Module, device: torch.device, batch_size:
 
 
 class Trainer:
-    """``init``: a checkpoint of the same kind and model config whose weights start the run
-    (fine-tuning); ignored when the run folder already has a checkpoint to resume."""
+    """``init``: a checkpoint of the same kind whose weights start the run (fine-tuning; the model
+    may add or leave out branches, see ``load_init_weights``); ignored when the run folder can resume."""
 
     def __init__(self, run: Run, cfg: TrainConfig, init: Path | None = None) -> None:
         self.run, self.cfg, self.init = run, cfg, init
@@ -198,9 +213,12 @@ class Trainer:
         return True
 
     def load_init(self) -> None:
-        ckpt = check_init(self.init, self.run.kind, self.run.config)
-        self.model.load_state_dict(ckpt["model"])
-        self.ema.load_state_dict(ckpt["model"])
+        ckpt = load_checkpoint(self.init, kinds=(self.run.kind,))
+        new, dropped = load_init_weights(self.model, ckpt, self.init)
+        self.ema.load_state_dict(self.model.state_dict())
+        for what, names in (("new in this model, at their initialisation", new), ("not in this model, dropped", dropped)):
+            if names:
+                log.info("--init: %d tensors %s: %s", len(names), what, ", ".join(names))
         self.prior_iterations = total_iterations(ckpt)
         log.info("starting from the weights of %s (%d iterations behind them)", self.init, self.prior_iterations)
 

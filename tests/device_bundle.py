@@ -40,17 +40,21 @@ def find_bundle() -> Path | None:
 
 
 def make_test_student(path: Path, kind: str = "student") -> Path:
-    """An untrained student checkpoint with a small, smooth residual (a plausible output)."""
+    """An untrained student of the shipped design (``student_x4.yaml``) with a small, smooth
+    residual (a plausible output) and a live landmark prior, so conversion sees every op."""
     import torch
+    import yaml
 
     from distill.archs.student import StudentConfig, StudentSR
     from distill.checkpoints import FORMAT, VERSION, save_atomic
 
     torch.manual_seed(0)
-    cfg = StudentConfig()
+    shipped = Path(__file__).parents[1] / "distill" / "configs" / "student_x4.yaml"
+    cfg = StudentConfig(**yaml.safe_load(shipped.read_text())["model"])
     model = StudentSR(cfg)
     with torch.no_grad():
         model.tail.weight.mul_(0.05)
+        model.prior.proj.weight.normal_(0, 0.05)
     save_atomic({"format": FORMAT, "version": VERSION, "kind": kind, "config": {"model": cfg.model_dump()},
                  "model": model.state_dict(), "iteration": 1, "metrics": {}}, path)
     return path

@@ -1,19 +1,31 @@
 """The edge student: dense GCN == torch-geometric GCNConv, teacher weights carry over, the
-deployability rules and the budget hold."""
+deployability rules and the budget hold, the spatial prior puts landmark information where the
+landmarks are."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 from torch_geometric.nn import GCNConv
 
 from distill.archs.dense_gcn import DenseGCNLayer
 from distill.archs.complexity import count_macs, count_params
-from distill.archs.student import StudentConfig, StudentSR, depth_to_space_dcr
+from distill.archs.student import StudentConfig, StudentSR, depth_to_space_dcr, mean_shape_splat
 from distill.archs.teacher import AffectSRNet, TeacherConfig
 from edge_affectsr import landmark_graph, protocol
+
+CONFIGS = Path(__file__).parents[1] / "distill" / "configs"
+STUDENTS = ("student_x4", "student_x4_nodistill", "student_x4_nograph")
+
+
+def shipped(name: str = "student_x4") -> StudentConfig:
+    """The model section of a shipped training config."""
+    return StudentConfig(**yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"])
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +93,9 @@ def test_depth_to_space_gradient_matches_autograd_of_reshape():
     assert torch.allclose(x.grad, x2.grad)
 
 
-def test_default_student_meets_the_budget():
-    cfg = StudentConfig()
+@pytest.mark.parametrize("name", STUDENTS)
+def test_shipped_students_meet_the_budget(name):
+    cfg = shipped(name)
     model = StudentSR(cfg)
     params = count_params(model)
     n = len(landmark_graph.subset_nodes(cfg.landmark_subset))
@@ -91,13 +104,70 @@ def test_default_student_meets_the_budget():
     assert macs <= 150_000_000, macs
 
 
-def test_student_uses_only_deployable_layers():
+@pytest.mark.parametrize("cfg", [StudentConfig(), shipped()], ids=["film", "prior"])
+def test_student_uses_only_deployable_layers(cfg):
     allowed = (nn.Conv2d, nn.ReLU, nn.Linear, nn.Sequential, nn.ModuleList)
-    model = StudentSR(StudentConfig())
+    model = StudentSR(cfg)
     for name, m in model.named_modules():
         if m is model or type(m).__module__.startswith("distill."):
             continue
         assert isinstance(m, allowed), f"{name}: {type(m).__name__} is not int8/Edge-TPU friendly"
+
+
+def test_splat_weighs_each_node_by_its_mean_shape_distance_to_the_cell():
+    w = mean_shape_splat("contours", 8)  # [64 cells, 162 nodes], cells row-major
+    centres = (np.stack(np.meshgrid(np.arange(8), np.arange(8), indexing="xy"), -1).reshape(-1, 2) + 0.5) / 8
+    dist = np.linalg.norm(centres[:, None] - landmark_graph.mean_shape("contours")[None], axis=-1)
+    for cell in range(64):  # within a cell, nearer nodes weigh more
+        by_distance = w[cell, np.argsort(dist[cell])]
+        assert (np.diff(by_distance) <= 1e-9).all(), cell
+    assert (w.sum(1) < 1).all()  # the + 1 in the normaliser: cells far from the face stay near 0
+    assert w.sum(1).min() < 0.05 < 0.5 < w.sum(1).max()
+
+
+def test_prior_puts_a_landmark_change_where_the_landmark_is(real_landmarks):
+    """Moving the lips changes the prior in the lower part of the face only: the image branch is
+    told where, not just whether (which a pooled, global gate cannot do)."""
+    torch.manual_seed(0)
+    cfg = shipped()
+    model = StudentSR(cfg).eval()
+    nn.init.normal_(model.prior.proj.weight, std=0.5)
+    nodes = landmark_graph.subset_nodes(cfg.landmark_subset)
+    lips = np.isin(nodes, landmark_graph.regions()["lips"])
+    lm = torch.from_numpy(real_landmarks[nodes]).float()[None]
+    moved = lm.clone()
+    moved[0, torch.from_numpy(lips), 1] += 0.03  # mouth opens downwards by ~4 HR pixels
+    with torch.no_grad():
+        maps = [model.prior(model.graph(x)[2]) for x in (lm, moved)]
+    change = (maps[1] - maps[0]).pow(2).sum(dim=(0, 1))  # [32, 32]
+    lower = change[20:].sum() / change.sum()
+    assert change.sum() > 0 and lower > 0.9, float(lower)
+
+
+def test_an_added_prior_starts_as_the_identity():
+    """A prior added to a trained student (``--init``) leaves its output unchanged at first."""
+    torch.manual_seed(2)
+    plain = StudentSR(StudentConfig()).eval()
+    with_prior = StudentSR(StudentConfig(prior_grid=8)).eval()
+    missing = with_prior.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["prior.proj.bias", "prior.proj.weight", "prior.splat.weight"]
+    lr, lm = torch.rand(2, 3, 32, 32), torch.rand(2, 162, 2)
+    with torch.no_grad():
+        assert torch.equal(with_prior(lr, lm).sr, plain(lr, lm).sr)
+
+
+def test_checkpoints_that_call_the_graph_branch_gate_still_load():
+    model = StudentSR(StudentConfig())
+    old = {k.replace("graph.", "gate.", 1): v for k, v in model.state_dict().items()}
+    assert any(k.startswith("gate.") for k in old)
+    StudentSR(StudentConfig()).load_state_dict(old)  # strict: every key found under its new name
+
+
+@pytest.mark.parametrize("bad, match", [(dict(prior_grid=5), "must divide the LR size 32"),
+                                        (dict(film_gate=False), "film_gate or prior_grid")])
+def test_inconsistent_graph_settings_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        StudentSR(StudentConfig(**bad))
 
 
 def test_student_output_is_clipped_and_sized():

@@ -25,7 +25,8 @@ from distill.data.landmarks import LandmarkCache
 from distill.data.readers import FaceRecord
 from distill.losses import LossWeights
 from distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
-from distill.training import Run, TrainConfig, Trainer, batch_indices, lr_at, validate
+from distill.archs.student import StudentConfig, StudentSR
+from distill.training import Run, TrainConfig, Trainer, batch_indices, check_init, load_init_weights, lr_at, validate
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
 WORKER = Path(__file__).with_name("_ddp_worker.py")
@@ -277,6 +278,36 @@ def test_init_with_a_different_model_config_is_refused(straight_run, face_arrays
     with pytest.raises(CheckpointError, match="fine-tuning needs the same model section"):
         Trainer(run, cfg.train, init=out_a / "model.pt").fit()
     assert calls == [] and not (tmp_path / "last.pt").exists()
+
+
+def _student_checkpoint(path: Path, cfg: StudentConfig) -> dict:
+    torch.manual_seed(0)
+    ckpt = {"format": "edge-affectsr/checkpoint", "version": 1, "kind": "student",
+            "config": {"model": cfg.model_dump()}, "model": StudentSR(cfg).state_dict(), "iteration": 5}
+    torch.save(ckpt, path)
+    return ckpt
+
+
+def test_init_may_add_and_leave_out_branches(tmp_path):
+    """A FiLM-gated student starts a spatial-prior one: shared weights carried over, the prior new
+    (at its zero start), the gate dropped; both named for the log."""
+    ckpt = _student_checkpoint(tmp_path / "film.pt", StudentConfig())
+    grown = StudentConfig(film_gate=False, prior_grid=8)
+    check_init(tmp_path / "film.pt", "student", {"model": grown.model_dump()})
+    model = StudentSR(grown)
+    new, dropped = load_init_weights(model, ckpt, tmp_path / "film.pt")
+    assert sorted(new) == ["prior.proj.bias", "prior.proj.weight", "prior.splat.weight"]
+    assert sorted(dropped) == ["graph.pool.weight", "graph.to_gate.bias", "graph.to_gate.weight",
+                               "graph.to_shift.bias", "graph.to_shift.weight"]
+    for key, value in model.state_dict().items():
+        if key in ckpt["model"]:
+            assert torch.equal(value, ckpt["model"][key]), key
+
+
+def test_init_of_another_shape_is_refused_before_any_data(tmp_path):
+    _student_checkpoint(tmp_path / "c28.pt", StudentConfig())
+    with pytest.raises(CheckpointError, match=r"do not fit this run's model \(size mismatch for head.0.weight"):
+        check_init(tmp_path / "c28.pt", "student", {"model": StudentConfig(channels=24).model_dump()})
 
 
 # --- DDP -------------------------------------------------------------------------------------------

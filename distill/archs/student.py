@@ -1,22 +1,25 @@
-"""The edge student: a small residual CNN whose channels are gated by a dense landmark GCN, built
-only from ops that survive int8 conversion and run on the Edge TPU, mobile GPU delegates and CPUs.
+"""The edge student: a small residual CNN steered by a dense landmark GCN (a spatial prior placed
+where the landmarks are, and/or a global channel gate), built only from ops that survive int8
+conversion and run on the Edge TPU, mobile GPU delegates and CPUs.
 
 Deployable by construction: 3x3/1x1 convolutions, ReLU, add/mul/concat, fully connected layers,
-a sigmoid gate, static shapes. No gather/scatter (landmarks enter as coordinates, not as sampled
-image features), no SiLU/GELU/HardSwish/PReLU. The output is an image-space anchor (the LR input
+a sigmoid gate, nearest-neighbour resize, static shapes. No gather/scatter (landmarks enter as
+coordinates, not as sampled image features), no SiLU/GELU/HardSwish/PReLU. The output is an image-space anchor (the LR input
 repeated scale^2 times) plus the learned residual, clipped to [0, 1], then depth-to-space in DCR
 order last, so the Edge TPU can run everything before it (it cannot run DEPTH_TO_SPACE).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from distill.archs.dense_gcn import DenseGCNLayer
 from distill.archs.output import SROutput
-from edge_affectsr import landmark_graph
+from edge_affectsr import landmark_graph, protocol
 
 
 class StudentConfig(BaseModel):
@@ -28,7 +31,9 @@ class StudentConfig(BaseModel):
     landmark_subset: str = "contours"
     gcn_hidden: int = 16
     gcn_layers: int = 2
+    film_gate: bool = True  # the global scale/shift from pooled nodes
     pooled_regions: int = 8
+    prior_grid: int = 0  # side of the spatial landmark prior (0: none); must divide the LR size
 
 
 class DepthToSpaceDCR(torch.autograd.Function):
@@ -70,12 +75,14 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
-class LandmarkGate(nn.Module):
-    """Dense GCN over the landmarks, pooled into per-channel scale and shift for the image features.
+class LandmarkGraph(nn.Module):
+    """Dense GCN over the landmarks, and optionally a global FiLM of the image features.
 
-    ``lm [B, N, 2] -> (gate [B, C, 1, 1] in (0, 2), shift [B, C, 1, 1], nodes [B, N, H])``.
-    Pooling is a learned linear map over the node axis into a few "regions" (a fully connected op),
-    and the gate ``2 * sigmoid`` starts at 1, so an untrained branch leaves the image path alone.
+    ``lm [B, N, 2] -> (gate [B, C, 1, 1] in (0, 2) | None, shift [B, C, 1, 1] | None, nodes [B, N, H])``.
+    The FiLM pools the nodes with a learned linear map into a few "regions" (a fully connected
+    op); its gate ``2 * sigmoid`` starts at 1, so an untrained branch leaves the image path alone.
+    Measured: a student that only has the FiLM scores the same with the mean face shape as with its
+    landmarks (docs/students.md), hence ``film_gate: false`` with a spatial prior instead.
     """
 
     def __init__(self, cfg: StudentConfig) -> None:
@@ -84,6 +91,10 @@ class LandmarkGate(nn.Module):
         self.coord = nn.Linear(2, cfg.gcn_hidden)
         self.node_id = nn.Parameter(torch.randn(n, cfg.gcn_hidden) * 0.1)
         self.gcn = nn.ModuleList(DenseGCNLayer(cfg.gcn_hidden, cfg.gcn_hidden, cfg.landmark_subset) for _ in range(cfg.gcn_layers))
+        self.act = nn.ReLU()
+        self.film = cfg.film_gate
+        if not self.film:
+            return
         self.pool = nn.Linear(n, cfg.pooled_regions, bias=False)
         nn.init.constant_(self.pool.weight, 1.0 / n)
         # 1x1 convs on a [B, H*R, 1, 1] map rather than linear layers: their outputs are then real
@@ -93,14 +104,65 @@ class LandmarkGate(nn.Module):
         for fc in (self.to_gate, self.to_shift):  # start as the identity: gate 1, shift 0
             nn.init.zeros_(fc.weight)
             nn.init.zeros_(fc.bias)
-        self.act = nn.ReLU()
 
     def forward(self, lm: torch.Tensor):
         x = self.act(self.coord(lm * 2 - 1) + self.node_id)
         for layer in self.gcn:
             x = x + self.act(layer(x))
+        if not self.film:
+            return None, None, x
         pooled = self.pool(x.transpose(1, 2)).reshape(x.shape[0], -1, 1, 1)  # [B, H * R, 1, 1]
         return 2 * torch.sigmoid(self.to_gate(pooled)), self.to_shift(pooled), x
+
+
+def mean_shape_splat(subset: str, grid: int, sigma_cells: float = 1.0) -> np.ndarray:
+    """Gaussian weights ``[grid*grid, N]`` of each node at its mean-shape position on a
+    ``grid x grid`` map (row-major cells); per cell normalised with ``+ 1`` so cells far from every
+    landmark stay near 0, as in the teacher's ``splat_to_grid``."""
+    centres = (np.arange(grid) + 0.5) / grid
+    gy, gx = np.meshgrid(centres, centres, indexing="ij")
+    cells = np.stack([gx.ravel(), gy.ravel()], axis=-1)  # [P, 2]
+    d2 = ((cells[:, None, :] - landmark_graph.mean_shape(subset)[None]) ** 2).sum(-1)  # [P, N]
+    w = np.exp(-d2 / (2 * (sigma_cells / grid) ** 2))
+    return (w / (w.sum(1, keepdims=True) + 1.0)).astype(np.float32)
+
+
+class LandmarkPrior(nn.Module):
+    """Node embeddings placed where each landmark sits, so the image branch learns *where* the
+    face's parts are (the global gate can only say *whether*).
+
+    ``nodes [B, N, H] -> [B, C, h, w]`` (the LR size: a ``grid x grid`` map upsampled nearest). A per-node projection to the image channels, then a
+    fully connected layer over the node axis initialised to the mean-shape Gaussian splat (trainable:
+    FaceMesh positions on aligned faces wander a cell or so). Landmark-dependent positions would need
+    data-dependent weights (a BATCH_MATMUL, wrong in int8 on LiteRT); the actual coordinates still
+    arrive through each node's embedding. The projection starts at zero: an untrained prior adds
+    nothing, so a trained student can be fine-tuned with it (``--init``).
+    """
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        self.grid = cfg.prior_grid
+        lr_size = protocol.HR_SIZE // cfg.scale
+        if lr_size % cfg.prior_grid:
+            raise ValueError(f"prior_grid {cfg.prior_grid} must divide the LR size {lr_size}")
+        self.upscale = lr_size // cfg.prior_grid  # a constant, so the export's Resize has fixed scales
+        self.proj = nn.Linear(cfg.gcn_hidden, cfg.channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        splat = torch.from_numpy(mean_shape_splat(cfg.landmark_subset, cfg.prior_grid))
+        self.splat = nn.Linear(splat.shape[1], splat.shape[0], bias=False)
+        self.splat.weight.data.copy_(splat)
+
+    def forward(self, nodes: torch.Tensor) -> torch.Tensor:
+        x = self.splat(self.proj(nodes).transpose(1, 2))  # [B, C, grid*grid]
+        x = x.reshape(x.shape[0], x.shape[1], self.grid, self.grid)
+        return F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+
+
+def _rename_gate_keys(state: dict, prefix: str, *_) -> None:
+    """Checkpoints written before the spatial prior call the graph branch ``gate``."""
+    for key in [k for k in state if k.startswith(prefix + "gate.")]:
+        state[prefix + "graph." + key[len(prefix) + 5:]] = state.pop(key)
 
 
 class StudentSR(nn.Module):
@@ -116,7 +178,10 @@ class StudentSR(nn.Module):
         c, r = cfg.channels, cfg.scale
         self.head = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(ResBlock(c) for _ in range(cfg.blocks))
-        self.gate = LandmarkGate(cfg) if cfg.use_graph else None
+        self.graph = LandmarkGraph(cfg) if cfg.use_graph else None
+        self.prior = LandmarkPrior(cfg) if cfg.use_graph and cfg.prior_grid else None
+        if self.graph is not None and not (cfg.film_gate or self.prior):
+            raise ValueError("use_graph needs a way into the image: film_gate or prior_grid")
         self.tail = nn.Conv2d(c, 3 * r * r, 3, 1, 1)
         # The anchor: the LR input repeated r*r times along channels (nearest-neighbour upscaling
         # after the DCR depth-to-space), added to the residual. Both are fixed 1x1 convs, the sum
@@ -130,6 +195,7 @@ class StudentSR(nn.Module):
         self.merge.weight.data.copy_(torch.cat([torch.eye(n), torch.eye(n)], dim=1)[:, :, None, None])
         for fixed in (self.anchor, self.merge):
             fixed.weight.requires_grad_(False)
+        self._register_load_state_dict_pre_hook(_rename_gate_keys)
 
     def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None, found: torch.Tensor | None = None) -> SROutput:
         r = self.cfg.scale
@@ -137,9 +203,12 @@ class StudentSR(nn.Module):
         nodes = None
         mid = len(self.blocks) // 2
         for i, block in enumerate(self.blocks):
-            if i == mid and self.gate is not None:
-                gate, shift, nodes = self.gate(lm)
-                feat = feat * gate + shift
+            if i == mid and self.graph is not None:
+                gate, shift, nodes = self.graph(lm)
+                if gate is not None:
+                    feat = feat * gate + shift
+                if self.prior is not None:
+                    feat = feat + self.prior(nodes)
             feat = block(feat)
         out = torch.clamp(self.merge(torch.cat([self.tail(feat), self.anchor(lr)], dim=1)), 0.0, 1.0)
         return SROutput(sr=depth_to_space_dcr(out, r), nodes=nodes, features=feat)
