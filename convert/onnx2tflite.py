@@ -21,12 +21,11 @@ from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+LOG_TAIL_LINES = 25  # of onnx2tf's log, in the error when it fails
 
 
 class ConversionError(UserError):
-    """onnx2tf failed; the message points at its log."""
-
-LOG_TAIL_LINES = 25
+    """onnx2tf failed; the message carries the end of its log."""
 
 
 def onnx2tf_bin() -> str:
@@ -68,6 +67,6 @@ def convert(onnx_path: Path, calib: dict[str, np.ndarray], workdir: Path) -> dic
     if missing:
         # The work folder is temporary, so the error carries the end of onnx2tf's log itself.
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
-        raise ConversionError(f"onnx2tf produced no {', '.join(missing)} model (exit {proc.returncode}); "
-                              f"the end of its log:\n{tail}")
+        raise ConversionError(f"onnx2tf produced no {', '.join(missing)} model "
+                              f"(exit {proc.returncode}); the end of its log:\n{tail}")
     return out

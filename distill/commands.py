@@ -99,7 +99,8 @@ class Evaluate:
 
 
 class Upscale:
-    """Upscale LR face images (square crops, any size) to PNGs with the same names in OUT_DIR."""
+    """Upscale LR face images (square crops; any size, unless the model takes one: a bundle, or a
+    student with a landmark prior, takes 32 px for x4) to PNGs with the same names in OUT_DIR."""
 
     help = "upscale a folder of LR faces to SR PNGs"
 

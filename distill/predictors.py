@@ -48,7 +48,8 @@ class TorchPredictor:
         self.scale = cfg.scale
         self.nodes = subset_nodes(cfg.landmark_subset)
         self.iteration = ckpt.get("iteration")
-        self.lr_size = None  # fully convolutional: any LR size
+        # A student's landmark prior has the protocol's LR size; other models take any size.
+        self.lr_size = getattr(self.model, "lr_size", None)
         self.params = count_params(self.model)
         self.macs = count_macs(self.model, protocol.lr_size(self.scale), len(self.nodes))
 

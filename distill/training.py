@@ -23,7 +23,7 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
-from distill.archs.build import build_sr_model
+from distill.archs.build import ARCHS
 from distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic,
                                  total_iterations)
 from distill.data.dataset import FaceSRDataset, to_uint8_image
@@ -87,26 +87,25 @@ def seed_everything(seed: int) -> None:
 
 
 def check_init(path: Path, kind: str, config: dict) -> dict:
-    """The ``--init`` checkpoint, if its weights fit a ``kind`` model built from ``config``; called
+    """The ``--init`` checkpoint, if it can start a ``kind`` run with ``config``'s model section
+    (they may differ only in the architecture's ``branch_keys``); the training commands call it
     before any data is loaded, so a wrong file fails in seconds, not after the teacher targets."""
     ckpt = load_checkpoint(path, kinds=(kind,))
-    load_init_weights(build_sr_model(kind, config["model"]), ckpt, path)
+    schema = ARCHS[kind][1]
+    theirs, ours = (schema.model_validate(c).model_dump() for c in (ckpt["config"]["model"], config["model"]))
+    differ = sorted(k for k in ours if ours[k] != theirs[k] and k not in schema.branch_keys)
+    if differ:
+        raise CheckpointError(f"--init {path}: its model config differs from this run's in {', '.join(differ)}; "
+                              f"fine-tuning needs the same model section (it may differ in: "
+                              f"{', '.join(sorted(schema.branch_keys)) or 'nothing'})")
     return ckpt
 
 
-def load_init_weights(model: torch.nn.Module, ckpt: dict, path: Path) -> tuple[list[str], list[str]]:
-    """Start ``model`` from an ``--init`` checkpoint's weights; returns (new, dropped) tensor names.
-
-    The model may add or leave out branches relative to the checkpoint (e.g. the student's
-    ``prior_grid`` and ``film_gate``): added ones keep their own initialisation (the identity, by
-    design), left-out ones are dropped. A tensor of another shape means another model and is refused.
-    """
-    try:
-        result = model.load_state_dict(ckpt["model"], strict=False)
-    except RuntimeError as e:
-        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
-        raise CheckpointError(f"--init {path}: its weights do not fit this run's model ({detail}); "
-                              "fine-tuning needs the same model section, or one that adds or leaves out branches") from None
+def load_init_weights(model: torch.nn.Module, ckpt: dict) -> tuple[list[str], list[str]]:
+    """Start ``model`` from an ``--init`` checkpoint's weights; returns (new, dropped) tensor names:
+    the branches ``check_init`` let the model add (they keep their own start, the identity by
+    design) or leave out."""
+    result = model.load_state_dict(ckpt["model"], strict=False)
     return list(result.missing_keys), list(result.unexpected_keys)
 
 
@@ -213,10 +212,11 @@ class Trainer:
         return True
 
     def load_init(self) -> None:
-        ckpt = load_checkpoint(self.init, kinds=(self.run.kind,))
-        new, dropped = load_init_weights(self.model, ckpt, self.init)
+        ckpt = check_init(self.init, self.run.kind, self.run.config)
+        new, dropped = load_init_weights(self.model, ckpt)
         self.ema.load_state_dict(self.model.state_dict())
-        for what, names in (("new in this model, at their initialisation", new), ("not in this model, dropped", dropped)):
+        for what, names in (("new in this model, at their initialisation", new),
+                            ("not in this model, dropped", dropped)):
             if names:
                 log.info("--init: %d tensors %s: %s", len(names), what, ", ".join(names))
         self.prior_iterations = total_iterations(ckpt)

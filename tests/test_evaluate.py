@@ -93,6 +93,18 @@ def test_upscale_a_folder_of_lr_crops_with_the_bundle(val_faces, tmp_path):
     assert all(Image.open(o).size == (128, 128) for o in outs)
 
 
+def test_the_prior_student_skips_lr_crops_of_another_size(val_faces, tmp_path):
+    """Its landmark prior is a 32x32 map: a 40 px crop is counted and skipped, not a crash."""
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    hr = protocol.make_hr(Image.open(sorted(val_faces.glob("*.jpg"))[0]).convert("RGB"))
+    Image.fromarray(protocol.make_lr(hr, 4)).save(lr_dir / "x4.png")
+    Image.fromarray(protocol.make_lr(hr, 4)).resize((40, 40)).save(lr_dir / "odd.png")
+    summary = upscale_folder(lr_dir, tmp_path / "sr", "student-x4")
+    assert summary["upscaled"] == 1 and summary["wrong_size"] == 1
+    assert [o.name for o in (tmp_path / "sr").glob("*.png")] == ["x4.png"]
+
+
 def test_paired_reference_must_be_a_compared_model(capsys):
     """Checked before any face is scored: exit 2 with the choices, no traceback."""
     from edge_affectsr.cli import main

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+from distill.archs.student import StudentConfig, StudentSR
 from distill.archs.teacher import AffectSRNet, TeacherConfig
-from distill.checkpoints import CheckpointError, load_checkpoint, total_iterations
+from distill.checkpoints import FORMAT, VERSION, CheckpointError, load_checkpoint, total_iterations
 from distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
 from distill.data.landmarks import LandmarkCache
 from distill.data.readers import FaceRecord
 from distill.losses import LossWeights
 from distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
-from distill.archs.student import StudentConfig, StudentSR
 from distill.training import Run, TrainConfig, Trainer, batch_indices, check_init, load_init_weights, lr_at, validate
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
@@ -282,8 +282,8 @@ def test_init_with_a_different_model_config_is_refused(straight_run, face_arrays
 
 def _student_checkpoint(path: Path, cfg: StudentConfig) -> dict:
     torch.manual_seed(0)
-    ckpt = {"format": "edge-affectsr/checkpoint", "version": 1, "kind": "student",
-            "config": {"model": cfg.model_dump()}, "model": StudentSR(cfg).state_dict(), "iteration": 5}
+    ckpt = {"format": FORMAT, "version": VERSION, "kind": "student", "config": {"model": cfg.model_dump()},
+            "model": StudentSR(cfg).state_dict(), "iteration": 5}
     torch.save(ckpt, path)
     return ckpt
 
@@ -295,19 +295,23 @@ def test_init_may_add_and_leave_out_branches(tmp_path):
     grown = StudentConfig(film_gate=False, prior_grid=8)
     check_init(tmp_path / "film.pt", "student", {"model": grown.model_dump()})
     model = StudentSR(grown)
-    new, dropped = load_init_weights(model, ckpt, tmp_path / "film.pt")
+    new, dropped = load_init_weights(model, ckpt)
     assert sorted(new) == ["prior.proj.bias", "prior.proj.weight", "prior.splat.weight"]
     assert sorted(dropped) == ["graph.pool.weight", "graph.to_gate.bias", "graph.to_gate.weight",
                                "graph.to_shift.bias", "graph.to_shift.weight"]
+    assert not model.prior.proj.weight.any()
     for key, value in model.state_dict().items():
         if key in ckpt["model"]:
             assert torch.equal(value, ckpt["model"][key]), key
 
 
-def test_init_of_another_shape_is_refused_before_any_data(tmp_path):
+@pytest.mark.parametrize("change", [dict(channels=24), dict(blocks=6), dict(gcn_layers=3)])
+def test_init_with_another_architecture_is_refused_before_any_data(tmp_path, change):
+    """Only branch switches may differ: more blocks or GCN layers would start random, not as the identity."""
     _student_checkpoint(tmp_path / "c28.pt", StudentConfig())
-    with pytest.raises(CheckpointError, match=r"do not fit this run's model \(size mismatch for head.0.weight"):
-        check_init(tmp_path / "c28.pt", "student", {"model": StudentConfig(channels=24).model_dump()})
+    key = next(iter(change))
+    with pytest.raises(CheckpointError, match=f"differs from this run's in {key}; fine-tuning needs the same"):
+        check_init(tmp_path / "c28.pt", "student", {"model": StudentConfig(**change).model_dump()})
 
 
 # --- DDP -------------------------------------------------------------------------------------------

@@ -4,12 +4,15 @@ conversion and run on the Edge TPU, mobile GPU delegates and CPUs.
 
 Deployable by construction: 3x3/1x1 convolutions, ReLU, add/mul/concat, fully connected layers,
 a sigmoid gate, nearest-neighbour resize, static shapes. No gather/scatter (landmarks enter as
-coordinates, not as sampled image features), no SiLU/GELU/HardSwish/PReLU. The output is an image-space anchor (the LR input
-repeated scale^2 times) plus the learned residual, clipped to [0, 1], then depth-to-space in DCR
-order last, so the Edge TPU can run everything before it (it cannot run DEPTH_TO_SPACE).
+coordinates, not as sampled image features), no SiLU/GELU/HardSwish/PReLU. The output is an
+image-space anchor (the LR input repeated scale^2 times) plus the learned residual, clipped to
+[0, 1], then depth-to-space in DCR order last, so the Edge TPU can run everything before it (it
+cannot run DEPTH_TO_SPACE).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,6 +27,8 @@ from edge_affectsr import landmark_graph, protocol
 
 class StudentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # Keys that add or remove a branch which starts as the identity: ``--init`` may change them.
+    branch_keys: ClassVar[frozenset[str]] = frozenset({"film_gate", "pooled_regions", "prior_grid"})
     scale: int = 4
     channels: int = 28
     blocks: int = 4
@@ -90,7 +95,8 @@ class LandmarkGraph(nn.Module):
         n = len(landmark_graph.subset_nodes(cfg.landmark_subset))
         self.coord = nn.Linear(2, cfg.gcn_hidden)
         self.node_id = nn.Parameter(torch.randn(n, cfg.gcn_hidden) * 0.1)
-        self.gcn = nn.ModuleList(DenseGCNLayer(cfg.gcn_hidden, cfg.gcn_hidden, cfg.landmark_subset) for _ in range(cfg.gcn_layers))
+        self.gcn = nn.ModuleList(DenseGCNLayer(cfg.gcn_hidden, cfg.gcn_hidden, cfg.landmark_subset)
+                                 for _ in range(cfg.gcn_layers))
         self.act = nn.ReLU()
         self.film = cfg.film_gate
         if not self.film:
@@ -105,7 +111,7 @@ class LandmarkGraph(nn.Module):
             nn.init.zeros_(fc.weight)
             nn.init.zeros_(fc.bias)
 
-    def forward(self, lm: torch.Tensor):
+    def forward(self, lm: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         x = self.act(self.coord(lm * 2 - 1) + self.node_id)
         for layer in self.gcn:
             x = x + self.act(layer(x))
@@ -131,9 +137,10 @@ class LandmarkPrior(nn.Module):
     """Node embeddings placed where each landmark sits, so the image branch learns *where* the
     face's parts are (the global gate can only say *whether*).
 
-    ``nodes [B, N, H] -> [B, C, h, w]`` (the LR size: a ``grid x grid`` map upsampled nearest). A per-node projection to the image channels, then a
-    fully connected layer over the node axis initialised to the mean-shape Gaussian splat (trainable:
-    FaceMesh positions on aligned faces wander a cell or so). Landmark-dependent positions would need
+    ``nodes [B, N, H] -> [B, C, h, w]``, the LR size (a ``grid x grid`` map upsampled nearest).
+    A per-node projection to the image channels, then a fully connected layer over the node axis
+    initialised to the mean-shape Gaussian splat (trainable: FaceMesh positions on aligned faces
+    wander a cell or so). Landmark-dependent positions would need
     data-dependent weights (a BATCH_MATMUL, wrong in int8 on LiteRT); the actual coordinates still
     arrive through each node's embedding. The projection starts at zero: an untrained prior adds
     nothing, so a trained student can be fine-tuned with it (``--init``).
@@ -142,7 +149,7 @@ class LandmarkPrior(nn.Module):
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.grid = cfg.prior_grid
-        lr_size = protocol.HR_SIZE // cfg.scale
+        lr_size = protocol.lr_size(cfg.scale)
         if lr_size % cfg.prior_grid:
             raise ValueError(f"prior_grid {cfg.prior_grid} must divide the LR size {lr_size}")
         self.upscale = lr_size // cfg.prior_grid  # a constant, so the export's Resize has fixed scales
@@ -159,10 +166,11 @@ class LandmarkPrior(nn.Module):
         return F.interpolate(x, scale_factor=self.upscale, mode="nearest")
 
 
-def _rename_gate_keys(state: dict, prefix: str, *_) -> None:
+def _rename_gate_keys(module: nn.Module, state: dict, prefix: str, *_) -> None:
     """Checkpoints written before the spatial prior call the graph branch ``gate``."""
-    for key in [k for k in state if k.startswith(prefix + "gate.")]:
-        state[prefix + "graph." + key[len(prefix) + 5:]] = state.pop(key)
+    old = prefix + "gate."
+    for key in [k for k in state if k.startswith(old)]:
+        state[prefix + "graph." + key[len(old):]] = state.pop(key)
 
 
 class StudentSR(nn.Module):
@@ -178,10 +186,14 @@ class StudentSR(nn.Module):
         c, r = cfg.channels, cfg.scale
         self.head = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(ResBlock(c) for _ in range(cfg.blocks))
-        self.graph = LandmarkGraph(cfg) if cfg.use_graph else None
-        self.prior = LandmarkPrior(cfg) if cfg.use_graph and cfg.prior_grid else None
-        if self.graph is not None and not (cfg.film_gate or self.prior):
+        if cfg.use_graph and not (cfg.film_gate or cfg.prior_grid):
             raise ValueError("use_graph needs a way into the image: film_gate or prior_grid")
+        if cfg.prior_grid and not cfg.use_graph:
+            raise ValueError("prior_grid needs use_graph: true (the prior places the graph's node embeddings)")
+        self.graph = LandmarkGraph(cfg) if cfg.use_graph else None
+        self.prior = LandmarkPrior(cfg) if cfg.prior_grid else None
+        # The prior's map has the LR size of the training protocol; without it, any size works.
+        self.lr_size = protocol.lr_size(cfg.scale) if self.prior is not None else None
         self.tail = nn.Conv2d(c, 3 * r * r, 3, 1, 1)
         # The anchor: the LR input repeated r*r times along channels (nearest-neighbour upscaling
         # after the DCR depth-to-space), added to the residual. Both are fixed 1x1 convs, the sum
@@ -195,7 +207,7 @@ class StudentSR(nn.Module):
         self.merge.weight.data.copy_(torch.cat([torch.eye(n), torch.eye(n)], dim=1)[:, :, None, None])
         for fixed in (self.anchor, self.merge):
             fixed.weight.requires_grad_(False)
-        self._register_load_state_dict_pre_hook(_rename_gate_keys)
+        self.register_load_state_dict_pre_hook(_rename_gate_keys)
 
     def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None, found: torch.Tensor | None = None) -> SROutput:
         r = self.cfg.scale

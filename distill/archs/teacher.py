@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
@@ -16,6 +18,8 @@ from edge_affectsr import landmark_graph
 
 class TeacherConfig(BaseModel):
     """Architecture hyper-parameters (the ``model:`` section of a teacher config)."""
+
+    branch_keys: ClassVar[frozenset[str]] = frozenset()  # none: --init needs the same section
 
     model_config = ConfigDict(extra="forbid")
     scale: int = 4
