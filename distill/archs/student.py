@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 from distill.archs.dense_gcn import DenseGCNLayer
@@ -39,6 +39,18 @@ class StudentConfig(BaseModel):
     film_gate: bool = True  # the global scale/shift from pooled nodes
     pooled_regions: int = 8
     prior_grid: int = 0  # side of the spatial landmark prior (0: none); must divide the LR size
+
+    @model_validator(mode="after")
+    def _branches_fit(self) -> StudentConfig:
+        """Checked when a config is read (a clear error before any data loads), not when the model is built."""
+        if self.use_graph and not (self.film_gate or self.prior_grid):
+            raise ValueError("use_graph needs a way into the image: film_gate or prior_grid")
+        if self.prior_grid and not self.use_graph:
+            raise ValueError("prior_grid needs use_graph: true (the prior places the graph's node embeddings)")
+        lr_size = protocol.lr_size(self.scale)
+        if self.prior_grid and lr_size % self.prior_grid:
+            raise ValueError(f"prior_grid {self.prior_grid} must divide the LR size {lr_size}")
+        return self
 
 
 class DepthToSpaceDCR(torch.autograd.Function):
@@ -140,19 +152,16 @@ class LandmarkPrior(nn.Module):
     ``nodes [B, N, H] -> [B, C, h, w]``, the LR size (a ``grid x grid`` map upsampled nearest).
     A per-node projection to the image channels, then a fully connected layer over the node axis
     initialised to the mean-shape Gaussian splat (trainable: FaceMesh positions on aligned faces
-    wander a cell or so). Landmark-dependent positions would need
-    data-dependent weights (a BATCH_MATMUL, wrong in int8 on LiteRT); the actual coordinates still
-    arrive through each node's embedding. The projection starts at zero: an untrained prior adds
+    wander a cell or so). Landmark-dependent positions would need data-dependent weights (a
+    BATCH_MATMUL, wrong in int8 on LiteRT); the actual coordinates still arrive through each node's
+    embedding. The projection starts at zero: an untrained prior adds
     nothing, so a trained student can be fine-tuned with it (``--init``).
     """
 
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.grid = cfg.prior_grid
-        lr_size = protocol.lr_size(cfg.scale)
-        if lr_size % cfg.prior_grid:
-            raise ValueError(f"prior_grid {cfg.prior_grid} must divide the LR size {lr_size}")
-        self.upscale = lr_size // cfg.prior_grid  # a constant, so the export's Resize has fixed scales
+        self.upscale = protocol.lr_size(cfg.scale) // cfg.prior_grid  # a constant: the export's Resize has fixed scales
         self.proj = nn.Linear(cfg.gcn_hidden, cfg.channels)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
@@ -186,10 +195,6 @@ class StudentSR(nn.Module):
         c, r = cfg.channels, cfg.scale
         self.head = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(ResBlock(c) for _ in range(cfg.blocks))
-        if cfg.use_graph and not (cfg.film_gate or cfg.prior_grid):
-            raise ValueError("use_graph needs a way into the image: film_gate or prior_grid")
-        if cfg.prior_grid and not cfg.use_graph:
-            raise ValueError("prior_grid needs use_graph: true (the prior places the graph's node embeddings)")
         self.graph = LandmarkGraph(cfg) if cfg.use_graph else None
         self.prior = LandmarkPrior(cfg) if cfg.prior_grid else None
         # The prior's map has the LR size of the training protocol; without it, any size works.
