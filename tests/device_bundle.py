@@ -43,14 +43,13 @@ def make_test_student(path: Path, kind: str = "student") -> Path:
     """An untrained student of the shipped design (``student_x4.yaml``) with a small, smooth
     residual (a plausible output) and a live landmark prior, so conversion sees every op."""
     import torch
-    import yaml
+    from conftest import shipped_student_model
 
     from distill.archs.student import StudentConfig, StudentSR
     from distill.checkpoints import FORMAT, VERSION, save_atomic
 
     torch.manual_seed(0)
-    shipped = Path(__file__).parents[1] / "distill" / "configs" / "student_x4.yaml"
-    cfg = StudentConfig(**yaml.safe_load(shipped.read_text())["model"])
+    cfg = StudentConfig(**shipped_student_model())
     model = StudentSR(cfg)
     with torch.no_grad():
         model.tail.weight.mul_(0.05)

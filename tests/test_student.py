@@ -4,12 +4,9 @@ landmarks are."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 from torch_geometric.nn import GCNConv
 
@@ -19,13 +16,13 @@ from distill.archs.student import StudentConfig, StudentSR, depth_to_space_dcr, 
 from distill.archs.teacher import AffectSRNet, TeacherConfig
 from edge_affectsr import landmark_graph, protocol
 
-CONFIGS = Path(__file__).parents[1] / "distill" / "configs"
+from conftest import shipped_student_model
+
 STUDENTS = ("student_x4", "student_x4_nodistill", "student_x4_nograph")
 
 
 def shipped(name: str = "student_x4") -> StudentConfig:
-    """The model section of a shipped training config."""
-    return StudentConfig(**yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"])
+    return StudentConfig(**shipped_student_model(name))
 
 
 @pytest.fixture(scope="module")
