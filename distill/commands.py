@@ -69,10 +69,13 @@ class Evaluate:
         p.add_argument("--paired", metavar="MODEL",
                        help="also compare every model with this one (a --model value, or bicubic) face by face: "
                             "differences with 95%% bootstrap intervals")
+        p.add_argument("--seeds", action="store_true",
+                       help="also average seed replicas (a model X and models named X-s1, X-s2, ... in any folder): "
+                            "seed means with their min-max, and --paired between seed means")
 
     def run(self, args: argparse.Namespace) -> int:
         from distill.builtin import builtin_face_dir
-        from distill.evaluate import draw_grid, evaluate, markdown_table, paired_table
+        from distill.evaluate import draw_grid, evaluate, tables
         from edge_affectsr.reports import write_json, write_text
 
         data, models = args.data or builtin_face_dir(), args.model or [DEFAULT_MODEL]
@@ -81,9 +84,7 @@ class Evaluate:
             raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")
         report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, args.limit,
                                                              mean_landmarks=args.mean_landmarks)
-        table = markdown_table(report)
-        if args.paired is not None:
-            table += "\n\n" + paired_table(report, choices.index(args.paired))
+        table = tables(report, None if args.paired is None else choices.index(args.paired), args.seeds)
         found = "mean face shape for every face" if args.mean_landmarks else f"FaceMesh found {report['landmarks_found_lr']} on LR"
         print(f"\n{report['faces']} faces from {data}, x{args.scale} "
               f"({found}; agreement = top-1 expression of SR equals HR's)\n")

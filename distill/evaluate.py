@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 COLUMNS = [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_y", "PSNR-Y (dB)", 2), ("agreement", "agreement", 3),
            ("kl", "KL(HR‖SR)", 4), ("ecm", "ECM ↓", 4), ("params", "params", 0), ("macs_m", "MACs (M)", 1),
            ("ms_per_face", "ms/face", 2)]
+SPREAD = ("psnr", "agreement", "kl", "ecm")  # the columns whose seed-to-seed range is reported
+SEED_SUFFIX = re.compile(r"-s\d+$")
 
 
 @torch.no_grad()
@@ -121,6 +124,59 @@ def paired_table(report: dict, row: int) -> str:
         lines.append(f"| {r['model']} | {100 * agree[0]:+.1f} | [{100 * agree[1]:+.1f}, {100 * agree[2]:+.1f}] "
                      f"| {gain[0]:+.2f} | [{gain[1]:+.2f}, {gain[2]:+.2f}] |")
     return "\n".join(lines)
+
+
+def seed_groups(report: dict) -> dict:
+    """Rows averaged over seed replicas: a model named ``X`` and replicas ``X-s1``, ``X-s2`` (any
+    folder) form one group. One training run's agreement moves by a point or two with its seed, so
+    "A is ahead of B" is only worth stating for seed means; the report keeps each column's mean,
+    the seed-to-seed range of the :data:`SPREAD` columns, and per-face scores averaged over seeds
+    (which ``paired_table`` compares like single models')."""
+    groups: dict[str, list[dict]] = {}
+    for r in report["rows"]:
+        groups.setdefault(SEED_SUFFIX.sub("", Path(r["model"]).name), []).append(r)
+    rows = []
+    for name, members in groups.items():
+        row = {"model": name, "seeds": len(members), "members": [m["model"] for m in members]}
+        for key, _, _ in COLUMNS:
+            values = [m[key] for m in members if m.get(key) is not None]
+            row[key] = float(np.mean(values)) if values else None
+        row["range"] = {k: [min(m[k] for m in members), max(m[k] for m in members)] for k in SPREAD}
+        row["per_face"] = {k: np.mean([m["per_face"][k] for m in members], axis=0).tolist()
+                           for k in members[0]["per_face"]}
+        rows.append(row)
+    return {"rows": rows}
+
+
+def group_index(groups: dict, model: str) -> int:
+    """Which row of ``seed_groups`` holds the table row named ``model``."""
+    return next(i for i, g in enumerate(groups["rows"]) if model in g["members"])
+
+
+def spread_table(groups: dict) -> str:
+    """Seed count and min–max over seeds of each :data:`SPREAD` column, per group."""
+    names = {k: label for k, label, _ in COLUMNS}
+    digits = {k: d for k, _, d in COLUMNS}
+    lines = ["| model | seeds | " + " | ".join(f"{names[k]} min–max" for k in SPREAD) + " |",
+             "|---|---:|" + "---:|" * len(SPREAD)]
+    for r in groups["rows"]:
+        cells = (f"{r['range'][k][0]:.{digits[k]}f}–{r['range'][k][1]:.{digits[k]}f}" for k in SPREAD)
+        lines.append(f"| {r['model']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tables(report: dict, paired: int | None = None, seeds: bool = False) -> str:
+    """What eval prints and saves: the scores; with ``paired``, every row minus that row; with
+    ``seeds``, the same for seed means (kept in ``report["seed_groups"]`` for the JSON)."""
+    out = [markdown_table(report)]
+    if paired is not None:
+        out.append(paired_table(report, paired))
+    if seeds:
+        report["seed_groups"] = groups = seed_groups(report)
+        out += ["Seed means:", markdown_table(groups), spread_table(groups)]
+        if paired is not None:
+            out.append(paired_table(groups, group_index(groups, report["rows"][paired]["model"])))
+    return "\n\n".join(out)
 
 
 def draw_grid(faces: FaceArrays, images: dict, hr_labels, class_names, out: Path, rows: int = 6) -> None:

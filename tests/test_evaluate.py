@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -134,3 +135,49 @@ def test_mean_landmarks_replace_every_faces_landmarks(val_faces):
     assert mean["mean_landmarks"] and mean["landmarks_found_lr"] == 0 < real["landmarks_found_lr"]
     assert mean["rows"][0]["psnr"] == real["rows"][0]["psnr"]  # bicubic
     assert mean["rows"][1]["per_face"]["psnr"] != real["rows"][1]["per_face"]["psnr"]
+
+
+def test_seed_replicas_are_averaged_into_one_row_and_compared_by_their_means():
+    """X, seeds/X-s1 and seeds/X-s2 are one group; per-face scores are averaged over seeds before the
+    paired comparison, and the range shows how far one seed can sit from another."""
+    from distill.evaluate import group_index, seed_groups, tables
+
+    def row(name, agree, psnr, kl):
+        return {"model": name, "psnr": sum(psnr) / 4, "agreement": sum(agree) / 4, "kl": kl, "ecm": 2 * kl,
+                "params": 100, "per_face": {"agree": agree, "psnr": psnr}}
+
+    report = {"rows": [row("bicubic", [0, 0, 0, 0], [20.0] * 4, 0.4),
+                       row("student-x4", [1, 1, 0, 0], [26.0] * 4, 0.06),
+                       row("seeds/student-x4-s1", [1, 1, 1, 1], [27.0] * 4, 0.04),
+                       row("student-x4-nograph", [1, 0, 0, 0], [26.0] * 4, 0.05),
+                       row("seeds/student-x4-nograph-s1", [1, 0, 0, 0], [25.0] * 4, 0.07)]}
+    groups = seed_groups(report)
+    rows = {g["model"]: g for g in groups["rows"]}
+    assert list(rows) == ["bicubic", "student-x4", "student-x4-nograph"]
+    assert rows["student-x4"]["seeds"] == 2 and rows["student-x4"]["agreement"] == pytest.approx(0.75)
+    assert rows["student-x4"]["range"]["kl"] == [0.04, 0.06] and rows["student-x4"]["params"] == 100
+    assert rows["student-x4-nograph"]["per_face"]["psnr"] == [25.5] * 4
+    assert group_index(groups, "seeds/student-x4-nograph-s1") == 2
+
+    text = tables(report, paired=1, seeds=True)
+    seed_part = text.split("Seed means:")[1]
+    assert "| student-x4 | 2 | 26.00–27.00 | 0.500–1.000 |" in seed_part
+    nograph = next(line for line in seed_part.splitlines() if line.startswith("| student-x4-nograph | -50.0 |"))
+    assert "| -1.00 |" in nograph  # 25.5 dB vs 26.5 dB, face by face
+    assert report["seed_groups"]["rows"][1]["members"] == ["student-x4", "seeds/student-x4-s1"]
+
+
+def test_eval_seeds_prints_and_saves_seed_means_of_the_shipped_replicas(val_faces, tmp_path, capsys):
+    """The shipped student and its seed-1 replica (edge_affectsr/models/seeds/) through the CLI."""
+    from edge_affectsr.cli import main
+
+    replica = str(Path(__file__).parents[1] / "edge_affectsr/models/seeds/student-x4-s1.pt")
+    out = tmp_path / "seeds.json"
+    assert main(["eval", "--model", "student-x4", "--model", replica, "--paired", "student-x4", "--seeds",
+                 "--data", str(val_faces), "--limit", "4", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| seeds/student-x4-s1 |" in printed and "Seed means:" in printed
+    assert "| student-x4 | 2 |" in printed  # the spread table: two seeds in one group
+    groups = json.loads(out.read_text())["seed_groups"]["rows"]
+    assert [g["model"] for g in groups] == ["bicubic", "student-x4"]
+    assert groups[1]["members"] == ["student-x4", "seeds/student-x4-s1"]
