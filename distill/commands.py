@@ -70,8 +70,8 @@ class Evaluate:
                        help="also compare every model with this one (a --model value, or bicubic) face by face: "
                             "differences with 95%% bootstrap intervals")
         p.add_argument("--seeds", action="store_true",
-                       help="also average seed replicas (a model X and models named X-s1, X-s2, ... in any folder): "
-                            "seed means with their min-max, and --paired between seed means")
+                       help="also average seed replicas (a model X and files named X-s1.pt, X-s2.pt, ... in any "
+                            "folder): seed means with their min-max, and --paired between seed means")
 
     def run(self, args: argparse.Namespace) -> int:
         from distill.builtin import builtin_face_dir

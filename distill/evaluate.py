@@ -27,7 +27,7 @@ COLUMNS = [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_y", "PSNR-Y (dB
            ("kl", "KL(HR‖SR)", 4), ("ecm", "ECM ↓", 4), ("params", "params", 0), ("macs_m", "MACs (M)", 1),
            ("ms_per_face", "ms/face", 2)]
 SPREAD = ("psnr", "agreement", "kl", "ecm")  # the columns whose seed-to-seed range is reported
-SEED_SUFFIX = re.compile(r"-s\d+$")
+SEED_SUFFIX = re.compile(r"-s(\d+)$")
 
 
 @torch.no_grad()
@@ -126,17 +126,35 @@ def paired_table(report: dict, row: int) -> str:
     return "\n".join(lines)
 
 
+def seed_of(name: str) -> tuple[str, int]:
+    """``(group, seed)`` of a table row: a replica's *file name* ends in ``-sN`` and it joins the
+    model named like it without the suffix and without its folder (``seeds/student-x4-s1`` →
+    ``student-x4``, seed 1); any other row is seed 0 of a group of its own full name, so two runs'
+    ``a/model`` and ``b/model`` stay apart."""
+    stem = name.rpartition("/")[2]
+    match = SEED_SUFFIX.search(stem)
+    return (stem[: match.start()], int(match.group(1))) if match else (name, 0)
+
+
 def seed_groups(report: dict) -> dict:
-    """Rows averaged over seed replicas: a model named ``X`` and replicas ``X-s1``, ``X-s2`` (any
-    folder) form one group. One training run's agreement moves by a point or two with its seed, so
-    "A is ahead of B" is only worth stating for seed means; the report keeps each column's mean,
-    the seed-to-seed range of the :data:`SPREAD` columns, and per-face scores averaged over seeds
-    (which ``paired_table`` compares like single models')."""
-    groups: dict[str, list[dict]] = {}
+    """Rows averaged over seed replicas (:func:`seed_of`). One training run's agreement moves by a
+    point or two with its seed, so "A is ahead of B" is only worth stating for seed means; the
+    report keeps each column's mean, the seed-to-seed range of the :data:`SPREAD` columns, and
+    per-face scores averaged over seeds (which ``paired_table`` compares like single models').
+    Two rows with the same seed in one group, or replicas of different sizes, are a UserError."""
+    groups: dict[str, dict[int, dict]] = {}
     for r in report["rows"]:
-        groups.setdefault(SEED_SUFFIX.sub("", Path(r["model"]).name), []).append(r)
+        name, seed = seed_of(r["model"])
+        members = groups.setdefault(name, {})
+        if seed in members:
+            raise UserError(f"--seeds: {members[seed]['model']} and {r['model']} are both seed {seed} of {name}")
+        members[seed] = r
     rows = []
-    for name, members in groups.items():
+    for name, by_seed in groups.items():
+        members = list(by_seed.values())
+        if len({m["params"] for m in members}) > 1:
+            raise UserError(f"--seeds: the replicas of {name} differ in size: "
+                            + ", ".join(f"{m['model']} {m['params']:,}" for m in members))
         row = {"model": name, "seeds": len(members), "members": [m["model"] for m in members]}
         for key, _, _ in COLUMNS:
             values = [m[key] for m in members if m.get(key) is not None]
@@ -150,7 +168,10 @@ def seed_groups(report: dict) -> dict:
 
 def group_index(groups: dict, model: str) -> int:
     """Which row of ``seed_groups`` holds the table row named ``model``."""
-    return next(i for i, g in enumerate(groups["rows"]) if model in g["members"])
+    for i, g in enumerate(groups["rows"]):
+        if model in g["members"]:
+            return i
+    raise ValueError(f"{model} is in no seed group")
 
 
 def spread_table(groups: dict) -> str:

@@ -181,3 +181,23 @@ def test_eval_seeds_prints_and_saves_seed_means_of_the_shipped_replicas(val_face
     groups = json.loads(out.read_text())["seed_groups"]["rows"]
     assert [g["model"] for g in groups] == ["bicubic", "student-x4"]
     assert groups[1]["members"] == ["student-x4", "seeds/student-x4-s1"]
+
+
+def test_seed_groups_keep_runs_apart_and_refuse_ambiguous_replicas():
+    """Two runs' ``a/model`` and ``b/model`` are not seeds of one model; a second seed 1 or a
+    replica of another size is an error that names the rows, not a silent average."""
+    from distill.evaluate import seed_groups, seed_of
+
+    assert seed_of("seeds/student-x4-nograph-s2") == ("student-x4-nograph", 2)
+    assert seed_of("runs/a/model") == ("runs/a/model", 0) and seed_of("student-x4") == ("student-x4", 0)
+
+    def row(name, params=100):
+        return {"model": name, "psnr": 27.0, "agreement": 0.8, "kl": 0.05, "ecm": 0.5, "params": params,
+                "per_face": {"agree": [1, 0], "psnr": [27.0, 27.0]}}
+
+    groups = seed_groups({"rows": [row("a/model"), row("b/model")]})
+    assert [g["model"] for g in groups["rows"]] == ["a/model", "b/model"]
+    with pytest.raises(UserError, match="x/student-s1 and y/student-s1 are both seed 1 of student"):
+        seed_groups({"rows": [row("student"), row("x/student-s1"), row("y/student-s1")]})
+    with pytest.raises(UserError, match="replicas of student differ in size: student 100, x/student-s1 120"):
+        seed_groups({"rows": [row("student"), row("x/student-s1", params=120)]})
