@@ -83,7 +83,7 @@ class Evaluate:
         if args.paired is not None and args.paired not in choices:
             raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")
         report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, args.limit,
-                                                             mean_landmarks=args.mean_landmarks)
+                                                             mean_landmarks=args.mean_landmarks, seeds=args.seeds)
         table = tables(report, None if args.paired is None else choices.index(args.paired), args.seeds)
         found = "mean face shape for every face" if args.mean_landmarks else f"FaceMesh found {report['landmarks_found_lr']} on LR"
         print(f"\n{report['faces']} faces from {data}, x{args.scale} "

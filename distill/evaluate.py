@@ -70,16 +70,19 @@ def with_mean_landmarks(faces: FaceArrays) -> FaceArrays:
 
 
 def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None, batch: int = 32,
-             mean_landmarks: bool = False):
-    """Scores of bicubic and each model; also returns the images and labels for the picture."""
-    records = face_set(data, split="val")[:limit]
-    faces = prepare_faces(records, scale, desc="eval faces")
-    if mean_landmarks:
-        faces = with_mean_landmarks(faces)
+             mean_landmarks: bool = False, seeds: bool = False):
+    """Scores of bicubic and each model; also returns the images and labels for the picture. The
+    models are loaded and checked (scale; with ``seeds``, the replica names) before any face is."""
     predictors = [BicubicPredictor(scale)] + [load_predictor(m) for m in models]
     for p in predictors:
         if p.scale != scale:
             raise UserError(f"model {p.name} upscales x{p.scale}, but --scale is {scale}")
+    if seeds:
+        group_members([{"model": p.name, "params": p.params} for p in predictors])
+    records = face_set(data, split="val")[:limit]
+    faces = prepare_faces(records, scale, desc="eval faces")
+    if mean_landmarks:
+        faces = with_mean_landmarks(faces)
     critic = build_fer_critic()
     p_hr = critic_probs(critic, faces.hr)
     rows, images = [], {}
@@ -136,25 +139,31 @@ def seed_of(name: str) -> tuple[str, int]:
     return (stem[: match.start()], int(match.group(1))) if match else (name, 0)
 
 
-def seed_groups(report: dict) -> dict:
-    """Rows averaged over seed replicas (:func:`seed_of`). One training run's agreement moves by a
-    point or two with its seed, so "A is ahead of B" is only worth stating for seed means; the
-    report keeps each column's mean, the seed-to-seed range of the :data:`SPREAD` columns, and
-    per-face scores averaged over seeds (which ``paired_table`` compares like single models').
-    Two rows with the same seed in one group, or replicas of different sizes, are a UserError."""
+def group_members(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows (each with ``model`` and ``params``) by seed group (:func:`seed_of`). Two rows with the
+    same seed in one group, or replicas of different sizes, are a UserError naming them."""
     groups: dict[str, dict[int, dict]] = {}
-    for r in report["rows"]:
+    for r in rows:
         name, seed = seed_of(r["model"])
         members = groups.setdefault(name, {})
         if seed in members:
             raise UserError(f"--seeds: {members[seed]['model']} and {r['model']} are both seed {seed} of {name}")
         members[seed] = r
-    rows = []
     for name, by_seed in groups.items():
-        members = list(by_seed.values())
-        if len({m["params"] for m in members}) > 1:
+        if len({m["params"] for m in by_seed.values()}) > 1:
             raise UserError(f"--seeds: the replicas of {name} differ in size: "
-                            + ", ".join(f"{m['model']} {m['params']:,}" for m in members))
+                            + ", ".join(f"{m['model']} {'—' if m['params'] is None else format(m['params'], ',')}"
+                                        for m in by_seed.values()))
+    return {name: list(by_seed.values()) for name, by_seed in groups.items()}
+
+
+def seed_groups(report: dict) -> dict:
+    """Rows averaged over seed replicas (:func:`group_members`). One training run's agreement moves
+    by a point or two with its seed, so "A is ahead of B" is only worth stating for seed means; the
+    report keeps each column's mean, the seed-to-seed range of the :data:`SPREAD` columns, and
+    per-face scores averaged over seeds (which ``paired_table`` compares like single models')."""
+    rows = []
+    for name, members in group_members(report["rows"]).items():
         row = {"model": name, "seeds": len(members), "members": [m["model"] for m in members]}
         for key, _, _ in COLUMNS:
             values = [m[key] for m in members if m.get(key) is not None]

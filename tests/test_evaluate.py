@@ -201,3 +201,18 @@ def test_seed_groups_keep_runs_apart_and_refuse_ambiguous_replicas():
         seed_groups({"rows": [row("student"), row("x/student-s1"), row("y/student-s1")]})
     with pytest.raises(UserError, match="replicas of student differ in size: student 100, x/student-s1 120"):
         seed_groups({"rows": [row("student"), row("x/student-s1", params=120)]})
+
+
+def test_eval_seeds_refuses_a_replica_of_another_model_before_reading_faces(tmp_path, capsys):
+    """A no-graph checkpoint saved as student-x4-s9.pt is not a seed of student-x4: exit 2 naming
+    both sizes, before the (missing) face folder is even looked at."""
+    from edge_affectsr.cli import main
+
+    shutil.copy(Path(__file__).parents[1] / "edge_affectsr/models/student-x4-nograph.pt", tmp_path / "student-x4-s9.pt")
+    code = main(["eval", "--model", "student-x4", "--model", str(tmp_path / "student-x4-s9.pt"), "--seeds",
+                 "--data", str(tmp_path / "no-such-faces")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    sizes = [count_params(load_predictor(m).model) for m in ("student-x4", "student-x4-nograph")]
+    assert f"the replicas of student-x4 differ in size: student-x4 {sizes[0]:,}" in err
+    assert f"student-x4-s9 {sizes[1]:,}" in err
