@@ -17,17 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.calibration import load_calibration, load_verification
-from convert.edgetpu import edgetpu_report
-from convert.export import export_onnx, load_student
-from convert.fer_tflite import convert_fer
-from convert.gpu import gpu_report
-from convert.onnx2tflite import convert as onnx_to_tflite
-from convert.tflite_inspect import inspect_tflite
-from convert.verify import markdown, structure_gate, verify
-from device.detect import mediapipe_model_path
-from distill.archs.fer_critic import build_fer_critic
-from distill.checkpoints import total_iterations
+from edge_affectsr.convert.calibration import load_calibration, load_verification
+from edge_affectsr.convert.edgetpu import edgetpu_report
+from edge_affectsr.convert.export import export_onnx, load_student
+from edge_affectsr.convert.fer_tflite import convert_fer
+from edge_affectsr.convert.gpu import gpu_report
+from edge_affectsr.convert.onnx2tflite import convert as onnx_to_tflite
+from edge_affectsr.convert.tflite_inspect import inspect_tflite
+from edge_affectsr.convert.verify import markdown, structure_gate, verify
+from edge_affectsr.device.detect import mediapipe_model_path
+from edge_affectsr.distill.archs.fer_critic import build_fer_critic
+from edge_affectsr.distill.checkpoints import total_iterations
 from edge_affectsr import landmark_graph
 from edge_affectsr.assets import sha256_file
 from edge_affectsr.bundle import staging_dir, write_bundle

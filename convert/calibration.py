@@ -18,14 +18,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from device.align import Aligner
-from device.detect import MODEL_NAME as DETECTOR_NAME
-from device.detect import FaceDetector, mediapipe_model_path
-from device.frames import paste
-from device.landmarks import MODEL_NAME as LANDMARK_NAME
-from device.landmarks import FaceLandmarker
-from distill.data.dataset import prepare_faces
-from distill.data.readers import face_set, read_image
+from edge_affectsr.device.align import Aligner
+from edge_affectsr.device.detect import MODEL_NAME as DETECTOR_NAME
+from edge_affectsr.device.detect import FaceDetector, mediapipe_model_path
+from edge_affectsr.device.frames import paste
+from edge_affectsr.device.landmarks import MODEL_NAME as LANDMARK_NAME
+from edge_affectsr.device.landmarks import FaceLandmarker
+from edge_affectsr.distill.data.dataset import prepare_faces
+from edge_affectsr.distill.data.readers import face_set, read_image
 from edge_affectsr import protocol
 from edge_affectsr.errors import UserError
 from edge_affectsr.landmark_graph import subset_nodes

@@ -27,7 +27,7 @@ class Convert:
 
     def run(self, args: argparse.Namespace) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's CUDA-probing noise
-        from convert.build import build_bundle
+        from edge_affectsr.convert.build import build_bundle
         from edge_affectsr.errors import UserError
         from edge_affectsr.models import resolve_model
 

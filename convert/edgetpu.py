@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from convert.tflite_inspect import ModelInfo
+from edge_affectsr.convert.tflite_inspect import ModelInfo
 
 RULES = yaml.safe_load((Path(__file__).parent / "edgetpu_rules.yaml").read_text())
 SUPPORTED = set(RULES["supported_ops"])

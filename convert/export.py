@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distill.archs.build import build_sr_model
-from distill.checkpoints import load_checkpoint
+from edge_affectsr.distill.archs.build import build_sr_model
+from edge_affectsr.distill.checkpoints import load_checkpoint
 
 OPSET = 17
 

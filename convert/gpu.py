@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from convert.tflite_inspect import ModelInfo
+from edge_affectsr.convert.tflite_inspect import ModelInfo
 
 # Ops the TFLite GPU delegate (OpenCL/OpenGL, v2) implements, as listed in its documentation.
 GPU_OPS = {

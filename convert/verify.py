@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from convert.runners import OnnxRunner, run_all
-from distill.archs.fer_critic import FERCritic
-from distill.data.dataset import to_tensor_image, to_uint8_image
-from distill.evaluate import critic_probs
+from edge_affectsr.convert.runners import OnnxRunner, run_all
+from edge_affectsr.distill.archs.fer_critic import FERCritic
+from edge_affectsr.distill.data.dataset import to_tensor_image, to_uint8_image
+from edge_affectsr.distill.evaluate import critic_probs
 from edge_affectsr import metrics
 from edge_affectsr.tflite_runtime import available_runtimes
 from edge_affectsr.tflite_sr import TFLiteRunner

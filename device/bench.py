@@ -24,13 +24,13 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from device.builtin import BuiltinSequence
-from device.bundle_loader import load_bundle
-from device.capture import VideoSource
-from device.pipeline import EXTRA_COUNTERS, STAGES, Pipeline
-from device.settings import DeviceConfig
-from device.stats import Stats, StatsConfig
-from device.store import EventStore, StoreConfig
+from edge_affectsr.device.builtin import BuiltinSequence
+from edge_affectsr.device.bundle_loader import load_bundle
+from edge_affectsr.device.capture import VideoSource
+from edge_affectsr.device.pipeline import EXTRA_COUNTERS, STAGES, Pipeline
+from edge_affectsr.device.settings import DeviceConfig
+from edge_affectsr.device.stats import Stats, StatsConfig
+from edge_affectsr.device.store import EventStore, StoreConfig
 from edge_affectsr.errors import UserError
 from edge_affectsr.reports import write_json
 

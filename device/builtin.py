@@ -20,7 +20,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from device.capture import CaptureError, Frame, FrameSource
+from edge_affectsr.device.capture import CaptureError, Frame, FrameSource
 
 FACE_PATH = Path(__file__).parent / "data" / "astronaut_face.jpg"
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from device.critic import FerCritic
-from device.detect import DetectorConfig, FaceDetector
-from device.interpreter import DelegateChoice, InterpreterConfig, load_with_config
-from device.landmarks import FaceLandmarker, LandmarkConfig
+from edge_affectsr.device.critic import FerCritic
+from edge_affectsr.device.detect import DetectorConfig, FaceDetector
+from edge_affectsr.device.interpreter import DelegateChoice, InterpreterConfig, load_with_config
+from edge_affectsr.device.landmarks import FaceLandmarker, LandmarkConfig
 from edge_affectsr import landmark_graph
 from edge_affectsr.bundle import BundleError, Manifest, verify_bundle
 from edge_affectsr.errors import UserError

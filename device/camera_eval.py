@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from device.bundle_loader import LoadedBundle, load_bundle
-from device.capture import Frame
-from device.frames import paste
-from device.interpreter import InterpreterConfig
-from device.pipeline import FaceResult, Pipeline
+from edge_affectsr.device.bundle_loader import LoadedBundle, load_bundle
+from edge_affectsr.device.capture import Frame
+from edge_affectsr.device.frames import paste
+from edge_affectsr.device.interpreter import InterpreterConfig
+from edge_affectsr.device.pipeline import FaceResult, Pipeline
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
 from edge_affectsr.protocol import bicubic_up

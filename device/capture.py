@@ -413,6 +413,6 @@ def open_source(cfg: SourceConfig) -> FrameSource:
         return VideoSource(cfg.uri, cfg.reconnect, cfg.loop, cfg.width, cfg.height, cfg.fps)
     if cfg.kind == "picamera":
         return PiCameraSource(cfg.size, cfg.main_size)
-    from device.builtin import BuiltinSequence  # noqa: PLC0415 - builtin imports this module
+    from edge_affectsr.device.builtin import BuiltinSequence  # noqa: PLC0415 - builtin imports this module
 
     return BuiltinSequence(cfg.frames, fps=cfg.fps, loop=cfg.loop)

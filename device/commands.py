@@ -16,7 +16,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """CLI flags as dotted config keys (applied to the file's mapping before validation)."""
-    from device.settings import parse_http, parse_source  # noqa: PLC0415
+    from edge_affectsr.device.settings import parse_http, parse_source  # noqa: PLC0415
 
     out: dict[str, Any] = {}
     if args.bundle:
@@ -55,8 +55,8 @@ class Run:
         p.add_argument("--http", metavar="HOST:PORT|off", help="HTTP API address (default: 127.0.0.1:8080), or off")
 
     def run(self, args: argparse.Namespace) -> int:
-        from device.daemon import run_daemon  # noqa: PLC0415
-        from device.settings import load_device_config  # noqa: PLC0415
+        from edge_affectsr.device.daemon import run_daemon  # noqa: PLC0415
+        from edge_affectsr.device.settings import load_device_config  # noqa: PLC0415
 
         if args.max_frames is not None and args.max_frames < 1:
             from edge_affectsr.errors import UserError  # noqa: PLC0415
@@ -82,8 +82,8 @@ class Bench:
         p.add_argument("--json", type=Path, help="write the results as JSON here")
 
     def run(self, args: argparse.Namespace) -> int:
-        from device.bench import run_bench  # noqa: PLC0415
-        from device.settings import load_device_config  # noqa: PLC0415
+        from edge_affectsr.device.bench import run_bench  # noqa: PLC0415
+        from edge_affectsr.device.settings import load_device_config  # noqa: PLC0415
 
         config = load_device_config(args.config, {})
         bundle = args.bundle or config.bundle.path
@@ -110,7 +110,7 @@ class CameraEval:
         p.add_argument("--markdown", type=Path, help="write the table here")
 
     def run(self, args: argparse.Namespace) -> int:
-        from device.camera_eval import camera_eval, markdown, write_report  # noqa: PLC0415
+        from edge_affectsr.device.camera_eval import camera_eval, markdown, write_report  # noqa: PLC0415
         from edge_affectsr.errors import UserError  # noqa: PLC0415
 
         if args.faces < 2 or args.stride < 1 or args.offset < 0:

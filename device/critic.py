@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from device.interpreter import Model
+from edge_affectsr.device.interpreter import Model
 from edge_affectsr.assets import FER_CLASSES
 from edge_affectsr.errors import UserError
 

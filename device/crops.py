@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.events import FaceEvent, parse_time
+from edge_affectsr.device.events import FaceEvent, parse_time
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -31,17 +31,17 @@ import threading
 import time
 from typing import Any
 
-from device.bundle_loader import LoadedBundle, load_bundle
-from device.capture import FrameSource, NewestFrame, open_source
-from device.crops import CropSaver
-from device.http_api import HttpApi
-from device.jsonl import JsonlSink
-from device.mqtt import MqttPublisher
-from device.pipeline import EXTRA_COUNTERS, Pipeline
-from device.settings import DeviceConfig
-from device.sinks import EventSinks
-from device.stats import Stats
-from device.store import EventStore
+from edge_affectsr.device.bundle_loader import LoadedBundle, load_bundle
+from edge_affectsr.device.capture import FrameSource, NewestFrame, open_source
+from edge_affectsr.device.crops import CropSaver
+from edge_affectsr.device.http_api import HttpApi
+from edge_affectsr.device.jsonl import JsonlSink
+from edge_affectsr.device.mqtt import MqttPublisher
+from edge_affectsr.device.pipeline import EXTRA_COUNTERS, Pipeline
+from edge_affectsr.device.settings import DeviceConfig
+from edge_affectsr.device.sinks import EventSinks
+from edge_affectsr.device.stats import Stats
+from edge_affectsr.device.store import EventStore
 
 log = logging.getLogger(__name__)
 

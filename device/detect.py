@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from edge_affectsr.errors import UserError
-from device.interpreter import InterpreterConfig, Model, load_with_config
+from edge_affectsr.device.interpreter import InterpreterConfig, Model, load_with_config
 
 INPUT_SIZE = 128
 NUM_ANCHORS = 896

@@ -752,11 +752,11 @@ def _quietly(fn, *args) -> None:
 def selftest(path: str | Path, config: Path | None = None) -> tuple[bool, str]:
     """Verify, load and golden-check a bundle here: ``(passed, one line)``. Never raises."""
     try:
-        from device.bundle_loader import load_bundle  # noqa: PLC0415 - loads the TFLite runtime
+        from edge_affectsr.device.bundle_loader import load_bundle  # noqa: PLC0415 - loads the TFLite runtime
 
         interpreter = None
         if config is not None:
-            from device.settings import load_device_config  # noqa: PLC0415
+            from edge_affectsr.device.settings import load_device_config  # noqa: PLC0415
 
             interpreter = load_device_config(config).interpreter
         bundle = load_bundle(path, interpreter=interpreter, self_test=False)

@@ -34,7 +34,7 @@ class Flash:
         p.add_argument("--selftest-timeout", type=float, default=300.0, help="seconds for the self-test (default: 300)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from device.flash import FlashOptions, flash, ssh_option_args  # noqa: PLC0415
+        from edge_affectsr.device.flash import FlashOptions, flash, ssh_option_args  # noqa: PLC0415
         from edge_affectsr.models import resolve_model  # noqa: PLC0415
 
         options = FlashOptions(keep=args.keep, service=args.service, health_url=args.health_url,
@@ -57,7 +57,7 @@ class SelfTest:
         p.add_argument("--config", type=Path, help="device config: use its interpreter section (delegates, threads)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from device.flash import selftest  # noqa: PLC0415
+        from edge_affectsr.device.flash import selftest  # noqa: PLC0415
 
         if not args.verbose:  # delegate fallbacks are expected here: keep the output to one line
             logging.getLogger().setLevel(logging.ERROR)
@@ -77,7 +77,7 @@ class HealthCheck:
         p.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from device.flash import FlashError, poll_health  # noqa: PLC0415
+        from edge_affectsr.device.flash import FlashError, poll_health  # noqa: PLC0415
 
         try:
             print(f"ok: {poll_health(args.url, args.timeout)}", flush=True)

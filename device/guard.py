@@ -41,10 +41,10 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.critic import FerCritic
-from device.detect import Detection
-from device.events import Guard
-from device.landmarks import FaceLandmarker
+from edge_affectsr.device.critic import FerCritic
+from edge_affectsr.device.detect import Detection
+from edge_affectsr.device.events import Guard
+from edge_affectsr.device.landmarks import FaceLandmarker
 from edge_affectsr import landmark_graph
 from edge_affectsr.metrics import kl_divergence
 from edge_affectsr.protocol import bicubic_up

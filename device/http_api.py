@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.stats import Stats
-from device.store import MAX_LIMIT, EventStore, SinceError, StoreError, parse_since
+from edge_affectsr.device.stats import Stats
+from edge_affectsr.device.store import MAX_LIMIT, EventStore, SinceError, StoreError, parse_since
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from pydantic import BaseModel, ConfigDict
 
-from device.events import FaceEvent
+from edge_affectsr.device.events import FaceEvent
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)

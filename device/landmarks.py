@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.detect import Detection, ModelFileError
-from device.interpreter import InterpreterConfig, Model, load_with_config
+from edge_affectsr.device.detect import Detection, ModelFileError
+from edge_affectsr.device.interpreter import InterpreterConfig, Model, load_with_config
 from edge_affectsr import landmark_graph
 
 INPUT_SIZE = 192

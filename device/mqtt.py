@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from device.events import FaceEvent
+from edge_affectsr.device.events import FaceEvent
 from edge_affectsr.errors import UserError
 
 if TYPE_CHECKING:

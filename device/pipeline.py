@@ -25,15 +25,15 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.align import AlignConfig, AlignedFace, Aligner
-from device.bundle_loader import LoadedBundle
-from device.capture import Frame
-from device.detect import Detection
-from device.events import FaceEvent
-from device.guard import CANONICAL_BOX, ExpressionGuard, GuardConfig, Verdict
-from device.roi_detect import RoiConfig, TrackingDetector
-from device.stats import Stats
-from device.track import IouTracker, TrackerConfig
+from edge_affectsr.device.align import AlignConfig, AlignedFace, Aligner
+from edge_affectsr.device.bundle_loader import LoadedBundle
+from edge_affectsr.device.capture import Frame
+from edge_affectsr.device.detect import Detection
+from edge_affectsr.device.events import FaceEvent
+from edge_affectsr.device.guard import CANONICAL_BOX, ExpressionGuard, GuardConfig, Verdict
+from edge_affectsr.device.roi_detect import RoiConfig, TrackingDetector
+from edge_affectsr.device.stats import Stats
+from edge_affectsr.device.track import IouTracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class PipelineConfig(BaseModel):
 
 
 class CropSink(Protocol):
-    """Where upscaled crops go when crop saving is on (:class:`device.crops.CropSaver`)."""
+    """Where upscaled crops go when crop saving is on (:class:`edge_affectsr.device.crops.CropSaver`)."""
 
     def save(self, event: FaceEvent, image: np.ndarray) -> object: ...  # image: BGR uint8
 

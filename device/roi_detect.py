@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.detect import Detection, FaceDetector, weighted_nms
+from edge_affectsr.device.detect import Detection, FaceDetector, weighted_nms
 
 
 class RoiConfig(BaseModel):

@@ -20,22 +20,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.align import AlignConfig
-from device.bundle_loader import BundleConfig
-from device.capture import BuiltinSourceConfig, CaptureConfig
-from device.crops import CropsConfig
-from device.detect import DetectorConfig
-from device.guard import GuardConfig
-from device.http_api import HttpConfig
-from device.interpreter import InterpreterConfig
-from device.jsonl import JsonlConfig
-from device.landmarks import LandmarkConfig
-from device.mqtt import MqttConfig
-from device.pipeline import PipelineConfig
-from device.roi_detect import RoiConfig
-from device.stats import StatsConfig
-from device.store import StoreConfig
-from device.track import TrackerConfig
+from edge_affectsr.device.align import AlignConfig
+from edge_affectsr.device.bundle_loader import BundleConfig
+from edge_affectsr.device.capture import BuiltinSourceConfig, CaptureConfig
+from edge_affectsr.device.crops import CropsConfig
+from edge_affectsr.device.detect import DetectorConfig
+from edge_affectsr.device.guard import GuardConfig
+from edge_affectsr.device.http_api import HttpConfig
+from edge_affectsr.device.interpreter import InterpreterConfig
+from edge_affectsr.device.jsonl import JsonlConfig
+from edge_affectsr.device.landmarks import LandmarkConfig
+from edge_affectsr.device.mqtt import MqttConfig
+from edge_affectsr.device.pipeline import PipelineConfig
+from edge_affectsr.device.roi_detect import RoiConfig
+from edge_affectsr.device.stats import StatsConfig
+from edge_affectsr.device.store import StoreConfig
+from edge_affectsr.device.track import TrackerConfig
 from edge_affectsr.config import ConfigError, read_mapping, validate
 
 LIVE_URI = re.compile(r"^(\d+|/dev/video\d+|[a-z][a-z0-9+.-]*://.+)$", re.IGNORECASE)

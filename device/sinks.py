@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, Sequence
 
-from device.events import FaceEvent
+from edge_affectsr.device.events import FaceEvent
 
 log = logging.getLogger(__name__)
 

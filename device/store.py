@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.events import FaceEvent, parse_time
+from edge_affectsr.device.events import FaceEvent, parse_time
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.detect import iou_matrix
+from edge_affectsr.device.detect import iou_matrix
 
 log = logging.getLogger(__name__)
 

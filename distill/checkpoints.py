@@ -80,10 +80,10 @@ def half_precision(ckpt: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m distill.checkpoints IN OUT``: write IN's inference weights to OUT in fp16."""
+    """``python -m edge_affectsr.distill.checkpoints IN OUT``: write IN's inference weights to OUT in fp16."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m distill.checkpoints", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edge_affectsr.distill.checkpoints", description=main.__doc__)
     parser.add_argument("src", type=Path)
     parser.add_argument("dst", type=Path)
     args = parser.parse_args(argv)

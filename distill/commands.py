@@ -41,7 +41,7 @@ class TrainTeacher:
         add_training_arguments(p, "teacher_x4.yaml", "runs/teacher")
 
     def run(self, args: argparse.Namespace) -> int:
-        from distill.train_teacher import train_teacher
+        from edge_affectsr.distill.train_teacher import train_teacher
 
         result = train_teacher(args.config, args.data, args.out, val=args.val, iterations=args.iterations,
                                overrides=args.set, init=init_checkpoint(args))
@@ -74,8 +74,8 @@ class Evaluate:
                             "folder): seed means with their min-max, and --paired between seed means")
 
     def run(self, args: argparse.Namespace) -> int:
-        from distill.builtin import builtin_face_dir
-        from distill.evaluate import draw_grid, evaluate, tables
+        from edge_affectsr.distill.builtin import builtin_face_dir
+        from edge_affectsr.distill.evaluate import draw_grid, evaluate, tables
         from edge_affectsr.reports import write_json, write_text
 
         data, models = args.data or builtin_face_dir(), args.model or [DEFAULT_MODEL]
@@ -112,7 +112,7 @@ class Upscale:
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
     def run(self, args: argparse.Namespace) -> int:
-        from distill.upscale import upscale_folder
+        from edge_affectsr.distill.upscale import upscale_folder
 
         upscale_folder(args.in_dir, args.out_dir, args.model, args.overwrite)
         return 0
@@ -129,7 +129,7 @@ class Distill:
         add_training_arguments(p, "student_x4.yaml", "runs/student")
 
     def run(self, args: argparse.Namespace) -> int:
-        from distill.train_student import distill_student
+        from edge_affectsr.distill.train_student import distill_student
 
         result = distill_student(args.config, args.teacher, args.data, args.out, val=args.val,
                                  iterations=args.iterations, overrides=args.set, init=init_checkpoint(args))

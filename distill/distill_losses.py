@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
-from distill.archs.output import SROutput
-from distill.losses import charbonnier, pixel_loss
+from edge_affectsr.distill.archs.output import SROutput
+from edge_affectsr.distill.losses import charbonnier, pixel_loss
 
 
 class DistillWeights(BaseModel):

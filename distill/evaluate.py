@@ -15,10 +15,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from distill.archs.fer_critic import FERCritic, build_fer_critic
-from distill.data.dataset import FaceArrays, prepare_faces, to_tensor_image
-from distill.data.readers import face_set
-from distill.predictors import BicubicPredictor, load_predictor
+from edge_affectsr.distill.archs.fer_critic import FERCritic, build_fer_critic
+from edge_affectsr.distill.data.dataset import FaceArrays, prepare_faces, to_tensor_image
+from edge_affectsr.distill.data.readers import face_set
+from edge_affectsr.distill.predictors import BicubicPredictor, load_predictor
 from edge_affectsr import landmark_graph, metrics
 from edge_affectsr.errors import UserError
 

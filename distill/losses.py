@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from distill.archs.fer_critic import FERCritic
+from edge_affectsr.distill.archs.fer_critic import FERCritic
 
 
 class LossWeights(BaseModel):

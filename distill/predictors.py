@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.archs.build import build_sr_model
-from distill.archs.complexity import count_macs, count_params
-from distill.checkpoints import load_checkpoint
-from distill.data.dataset import to_tensor_image, to_uint8_image
+from edge_affectsr.distill.archs.build import build_sr_model
+from edge_affectsr.distill.archs.complexity import count_macs, count_params
+from edge_affectsr.distill.checkpoints import load_checkpoint
+from edge_affectsr.distill.data.dataset import to_tensor_image, to_uint8_image
 from edge_affectsr import landmark_graph, protocol
 from edge_affectsr.bundle import verify_bundle
 from edge_affectsr.errors import UserError

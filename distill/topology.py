@@ -1,6 +1,6 @@
 """Regenerate the core's face-mesh topology asset from the installed mediapipe 0.10.21.
 
-``python -m distill.topology --faces DIR`` writes ``edge_affectsr/data/face_mesh_topology.json``:
+``python -m edge_affectsr.distill.topology --faces DIR`` writes ``edge_affectsr/data/face_mesh_topology.json``:
 the mesh edges (tessellation + region contours + irises), the named regions, and the mean landmark
 shape of the faces in DIR (the fallback for faces FaceMesh cannot find). The mesh connectivity is
 mediapipe's (Apache-2.0); mediapipe links no iris point to the rest of the mesh, so each iris ring
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from distill.data.landmarks import FaceMeshDetector
-from distill.data.readers import find_images, read_image
+from edge_affectsr.distill.data.landmarks import FaceMeshDetector
+from edge_affectsr.distill.data.readers import find_images, read_image
 from edge_affectsr import protocol
 from edge_affectsr.landmark_graph import NUM_LANDMARKS, TOPOLOGY_PATH
 

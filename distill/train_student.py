@@ -15,13 +15,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from distill.archs.fer_critic import build_fer_critic
-from distill.archs.student import StudentConfig, StudentSR
-from distill.data.dataset import FaceSRDataset
-from distill.distill_losses import DistillWeights, distill_loss
-from distill.predictors import TorchPredictor
-from distill.train_teacher import DataConfig, load_faces
-from distill.training import Run, TrainConfig, Trainer, check_init, pick_device
+from edge_affectsr.distill.archs.fer_critic import build_fer_critic
+from edge_affectsr.distill.archs.student import StudentConfig, StudentSR
+from edge_affectsr.distill.data.dataset import FaceSRDataset
+from edge_affectsr.distill.distill_losses import DistillWeights, distill_loss
+from edge_affectsr.distill.predictors import TorchPredictor
+from edge_affectsr.distill.train_teacher import DataConfig, load_faces
+from edge_affectsr.distill.training import Run, TrainConfig, Trainer, check_init, pick_device
 from edge_affectsr import landmark_graph
 from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError

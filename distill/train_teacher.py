@@ -8,13 +8,13 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.archs.fer_critic import build_fer_critic
-from distill.archs.teacher import AffectSRNet, TeacherConfig
-from distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
-from distill.data.degradations import DegradationConfig
-from distill.data.readers import face_set
-from distill.losses import LossWeights, SRLoss
-from distill.training import Run, TrainConfig, Trainer, check_init
+from edge_affectsr.distill.archs.fer_critic import build_fer_critic
+from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
+from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
+from edge_affectsr.distill.data.degradations import DegradationConfig
+from edge_affectsr.distill.data.readers import face_set
+from edge_affectsr.distill.losses import LossWeights, SRLoss
+from edge_affectsr.distill.training import Run, TrainConfig, Trainer, check_init
 from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
 

@@ -23,10 +23,10 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
-from distill.archs.build import ARCHS
-from distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic,
+from edge_affectsr.distill.archs.build import ARCHS
+from edge_affectsr.distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic,
                                  total_iterations)
-from distill.data.dataset import FaceSRDataset, to_uint8_image
+from edge_affectsr.distill.data.dataset import FaceSRDataset, to_uint8_image
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
 

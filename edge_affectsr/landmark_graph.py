@@ -27,7 +27,7 @@ SUBSETS = ("full", "contours")
 @functools.lru_cache(maxsize=1)
 def _topology() -> dict:
     if not TOPOLOGY_PATH.exists():
-        raise FileNotFoundError(f"{TOPOLOGY_PATH} is missing: regenerate it with `python -m distill.topology`")
+        raise FileNotFoundError(f"{TOPOLOGY_PATH} is missing: regenerate it with `python -m edge_affectsr.distill.topology`")
     return json.loads(TOPOLOGY_PATH.read_text())
 
 

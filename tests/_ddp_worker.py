@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from distill.archs.teacher import AffectSRNet, TeacherConfig
-from distill.data.dataset import FaceArrays, FaceSRDataset
-from distill.losses import LossWeights
-from distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
-from distill.training import Run, TrainConfig, Trainer
+from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
+from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset
+from edge_affectsr.distill.losses import LossWeights
+from edge_affectsr.distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
+from edge_affectsr.distill.training import Run, TrainConfig, Trainer
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
 

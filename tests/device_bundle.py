@@ -45,8 +45,8 @@ def make_test_student(path: Path, kind: str = "student") -> Path:
     import torch
     from conftest import shipped_student_model
 
-    from distill.archs.student import StudentConfig, StudentSR
-    from distill.checkpoints import FORMAT, VERSION, save_atomic
+    from edge_affectsr.distill.archs.student import StudentConfig, StudentSR
+    from edge_affectsr.distill.checkpoints import FORMAT, VERSION, save_atomic
 
     torch.manual_seed(0)
     cfg = StudentConfig(**shipped_student_model())
@@ -72,7 +72,7 @@ def built_bundle() -> Path | None:
     (root / "calib").mkdir()
     for f in faces:
         shutil.copy(f, root / "calib" / f.name)
-    from convert.build import build_bundle
+    from edge_affectsr.convert.build import build_bundle
 
     build_bundle(make_test_student(root / "student.pt"), root / "calib", root / "bundle", verify_faces=8, force=True)
     return root / "bundle"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from distill.archs.student import StudentConfig, StudentSR
-from distill.archs.teacher import AffectSRNet, TeacherConfig
+from edge_affectsr.distill.archs.student import StudentConfig, StudentSR
+from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
 
 ARCHS = {"teacher": (AffectSRNet, TeacherConfig), "student": (StudentSR, StudentConfig)}
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
-from distill.archs.dense_gcn import DenseGCNLayer
-from distill.archs.output import SROutput
+from edge_affectsr.distill.archs.dense_gcn import DenseGCNLayer
+from edge_affectsr.distill.archs.output import SROutput
 from edge_affectsr import landmark_graph, protocol
 
 

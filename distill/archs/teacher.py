@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from distill.archs.output import SROutput
-from distill.archs.fusion import SplitAttentionFusion
-from distill.archs.graph import LandmarkGCN, LandmarkHead, NodeEncoder, splat_to_grid
-from distill.archs.rrdb import RRDB, PixelShuffleUpsampler
+from edge_affectsr.distill.archs.output import SROutput
+from edge_affectsr.distill.archs.fusion import SplitAttentionFusion
+from edge_affectsr.distill.archs.graph import LandmarkGCN, LandmarkHead, NodeEncoder, splat_to_grid
+from edge_affectsr.distill.archs.rrdb import RRDB, PixelShuffleUpsampler
 from edge_affectsr import landmark_graph
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from distill.data.degradations import DegradationConfig, degrade
-from distill.data.landmarks import LandmarkCache
-from distill.data.readers import FaceDataError, FaceRecord, read_image
+from edge_affectsr.distill.data.degradations import DegradationConfig, degrade
+from edge_affectsr.distill.data.landmarks import LandmarkCache
+from edge_affectsr.distill.data.readers import FaceDataError, FaceRecord, read_image
 from edge_affectsr import protocol
 from edge_affectsr.landmark_graph import subset_nodes
 

@@ -1,0 +1,156 @@
+"""distill/data/dataset.py: real faces -> protocol pairs with landmarks, held in memory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edge_affectsr.distill.data.dataset import FaceSRDataset, prepare_faces, to_tensor_image, to_uint8_image
+from edge_affectsr.distill.data.degradations import DegradationConfig, degrade
+from edge_affectsr.distill.data.landmarks import LandmarkCache, image_key
+from edge_affectsr.distill.data.readers import face_set
+from edge_affectsr import landmark_graph, protocol
+
+
+@pytest.fixture(scope="module")
+def face_dir(shared_data: Path, tmp_path_factory) -> Path:
+    """Six real CelebA faces and one corrupt JPEG in a plain folder."""
+    files = sorted((shared_data / "celeba" / "train").glob("*.jpg"))[:: 800][:6]
+    if len(files) < 6:
+        pytest.skip("too few CelebA train faces")
+    d = tmp_path_factory.mktemp("faces")
+    for f in files:
+        shutil.copy(f, d / f.name)
+    good = files[0].read_bytes()
+    (d / "broken.jpg").write_bytes(good[: len(good) // 3])  # truncated mid-scan
+    return d
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("landmarks")
+
+
+@pytest.fixture(scope="module")
+def prepared(face_dir, cache_root):
+    return prepare_faces(face_set(face_dir), 4, cache=LandmarkCache(root=cache_root))
+
+
+
+@pytest.mark.data
+def test_corrupt_face_is_skipped_and_counted(prepared, face_dir):
+    assert len(prepared) == 6
+    assert [Path(s).name for s in prepared.skipped] == ["broken.jpg"]
+    assert "broken.jpg" not in prepared.names
+    assert sorted(prepared.names) == sorted(p.name for p in face_dir.glob("id*.jpg"))
+
+
+@pytest.mark.data
+def test_arrays_follow_the_protocol(prepared, face_dir):
+    assert prepared.hr.shape == (6, 128, 128, 3) and prepared.hr.dtype == np.uint8
+    assert prepared.lr.shape == (6, 32, 32, 3) and prepared.lr.dtype == np.uint8
+    assert prepared.lm_hr.shape == prepared.lm_lr.shape == (6, 478, 2)
+    for i, name in enumerate(prepared.names):
+        hr = protocol.make_hr(Image.open(face_dir / name))
+        np.testing.assert_array_equal(prepared.hr[i], hr)
+        np.testing.assert_array_equal(prepared.lr[i], protocol.make_lr(hr, 4))
+
+
+@pytest.mark.data
+def test_landmarks_found_on_real_faces(prepared):
+    assert prepared.found_hr.dtype == bool and prepared.found_hr.all()
+    assert prepared.found_lr.all()  # x4 (32 px, upscaled) is still enough for FaceMesh on CelebA
+    # HR landmarks are FaceMesh's, not the mean-shape fallback, and agree with the LR-upscaled ones
+    for i in range(len(prepared)):
+        assert not np.array_equal(prepared.lm_hr[i], landmark_graph.mean_shape())
+        assert np.abs(prepared.lm_hr[i] - prepared.lm_lr[i]).mean() < 0.02
+
+
+@pytest.mark.data
+def test_landmarks_are_those_of_the_hr_and_upscaled_lr_images(prepared, cache_root):
+    """What prepare_faces stored is what the cache holds for exactly those two images."""
+    for i in range(len(prepared)):
+        for img, lm in ((prepared.hr[i], prepared.lm_hr[i]),
+                        (protocol.bicubic_up(prepared.lr[i]), prepared.lm_lr[i])):
+            key = image_key(img)
+            np.testing.assert_array_equal(np.load(cache_root / key[:2] / f"{key}.npy"), lm)
+
+
+@pytest.mark.data
+def test_second_preparation_uses_the_disk_cache(prepared, face_dir, cache_root):
+    cache = LandmarkCache(root=cache_root)
+    again = prepare_faces(face_set(face_dir), 4, cache=cache)
+    assert cache._detector is None
+    for key in ("hr", "lr", "lm_hr", "lm_lr", "found_hr", "found_lr"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(prepared, key))
+
+
+def test_grey_face_gets_the_mean_shape(tmp_path, cache_root):
+    Image.new("RGB", (178, 218), (128, 128, 128)).save(tmp_path / "grey.jpg")
+    faces = prepare_faces(face_set(tmp_path), 8, cache=LandmarkCache(root=cache_root))
+    assert faces.lr.shape == (1, 16, 16, 3)
+    assert not faces.found_hr[0] and not faces.found_lr[0]
+    np.testing.assert_array_equal(faces.lm_hr[0], landmark_graph.mean_shape())
+    np.testing.assert_array_equal(faces.lm_lr[0], landmark_graph.mean_shape())
+
+
+def test_only_unreadable_images_raise(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd8\xff not really")
+    (tmp_path / "b.jpg").write_text("text")
+    with pytest.raises(FileNotFoundError, match="none of the 2 images"):
+        prepare_faces(face_set(tmp_path), 4, cache=LandmarkCache(root=tmp_path / "lm"))
+
+
+@pytest.mark.data
+def test_degradations_apply_to_lr_and_are_seeded(face_dir, cache_root):
+    records = face_set(face_dir)[:3]
+    assert records[0].path.name == "broken.jpg"  # sorts first; it is skipped but keeps index 0
+    cfg = DegradationConfig(blur=True, noise=True, jpeg=True)
+    a = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradations=cfg, seed=3)
+    b = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradations=cfg, seed=3)
+    assert len(a) == 2
+    np.testing.assert_array_equal(a.lr, b.lr)
+    for i in range(2):
+        clean = protocol.make_lr(a.hr[i], 4)
+        # each face's own draw, indexed by its position in the record list
+        np.testing.assert_array_equal(a.lr[i], degrade(clean, cfg, 3, i + 1))
+        assert not np.array_equal(a.lr[i], clean)
+    assert not np.array_equal(a.lr[0], degrade(protocol.make_lr(a.hr[0], 4), cfg, 3, 2))
+    # the landmarks of the LR input were looked up on the degraded image, as a device would see it
+    key = image_key(protocol.bicubic_up(a.lr[0]))
+    assert (cache_root / key[:2] / f"{key}.npy").is_file()
+
+
+@pytest.mark.data
+def test_face_sr_dataset_items(prepared):
+    ds = FaceSRDataset(prepared)
+    assert len(ds) == 6
+    item = ds[2]
+    assert item["lr"].shape == (3, 32, 32) and item["hr"].shape == (3, 128, 128)
+    assert item["lr"].dtype == torch.float32 and 0 <= item["hr"].min() and item["hr"].max() <= 1
+    assert item["lm_lr"].shape == item["lm_hr"].shape == (478, 2)
+    assert item["found_lr"].dtype == torch.bool and bool(item["found_lr"])
+    # channels-first of the same pixels
+    np.testing.assert_array_equal(to_uint8_image(item["hr"]), prepared.hr[2])
+    np.testing.assert_allclose(item["lm_hr"].numpy(), prepared.lm_hr[2])
+
+    contours = FaceSRDataset(prepared, subset="contours")
+    nodes = landmark_graph.subset_nodes("contours")
+    assert contours[2]["lm_lr"].shape == (len(nodes), 2)
+    np.testing.assert_allclose(contours[2]["lm_lr"].numpy(), prepared.lm_lr[2][nodes])
+
+
+def test_tensor_image_round_trip():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    t = to_tensor_image(img)
+    assert t.shape == (2, 3, 5, 7) and t.dtype == torch.float32
+    assert t[1, 2, 4, 6].item() == pytest.approx(img[1, 4, 6, 2] / 255.0, abs=1e-7)
+    np.testing.assert_array_equal(to_uint8_image(t), img)
+    out = to_uint8_image(torch.tensor([-0.5, 0.0, 0.5, 1.5]).view(1, 1, 4).expand(3, 1, 4))
+    assert out[0, :, 0].tolist() == [0, 0, 128, 255]  # clipped, rounded half up from 127.5

@@ -1,0 +1,108 @@
+"""`edge-affectsr distill` end to end on a few real faces with the shipped teacher."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from edge_affectsr.distill.archs.fer_critic import build_fer_critic
+from edge_affectsr.distill.checkpoints import CheckpointError, load_checkpoint
+from edge_affectsr.distill.data.dataset import FaceSRDataset, prepare_faces
+from edge_affectsr.distill.data.readers import FaceRecord
+from edge_affectsr.distill.predictors import TorchPredictor, load_predictor
+from edge_affectsr.distill.train_student import attach_hr_probs, attach_teacher_targets, distill_student
+from edge_affectsr.models import resolve_model
+
+CONFIGS = Path(__file__).resolve().parents[2] / "distill" / "configs"
+
+
+def copy_faces(src: list[Path], folder: Path) -> Path:
+    folder.mkdir()
+    for p in src:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def faces(shared_data: Path, tmp_path_factory) -> tuple[Path, Path]:
+    train = sorted((shared_data / "celeba" / "train").glob("*.jpg"))[::500][:8]
+    val = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:4]
+    if len(train) < 8 or len(val) < 4:
+        pytest.skip("too few CelebA faces in the shared data")
+    root = tmp_path_factory.mktemp("faces")
+    return copy_faces(train, root / "train"), copy_faces(val, root / "val")
+
+
+def test_distill_writes_a_student_that_upscales(faces, tmp_path):
+    cfg = yaml.safe_load((CONFIGS / "student_x4.yaml").read_text())
+    cfg["train"].update(batch_size=4, threads=1, device="cpu", warmup=1)
+    config = tmp_path / "student.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = distill_student(config, "teacher-x4", faces[0], tmp_path / "run", val=faces[1], iterations=2)
+    assert result["iterations"] == 2 and result["val_psnr"] > 10
+    ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert ckpt["kind"] == "student" and ckpt["config"]["teacher"] == "teacher-x4"
+    pred = load_predictor(str(tmp_path / "run" / "model.pt"))
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[1].glob("*.jpg"))], 4, desc="val")
+    sr = pred(arrays.lr, arrays.lm_lr, arrays.found_lr)
+    assert sr.shape == (4, 128, 128, 3)
+
+
+def test_teacher_targets_match_the_teacher_run_directly(faces):
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))], 4, desc="train")
+    ds = FaceSRDataset(arrays, "contours")
+    teacher = TorchPredictor(resolve_model("teacher-x4"))
+    full_lm = torch.from_numpy(arrays.lm_lr).float()
+    attach_teacher_targets(ds, teacher, full_lm, build_fer_critic(), "contours", torch.device("cpu"))
+    assert ds.extras["t_sr"].shape == (8, 3, 128, 128) and ds.extras["t_sr"].dtype == torch.float16
+    assert ds.extras["t_nodes"].shape[:2] == (8, 162)
+    sr = teacher(arrays.lr, arrays.lm_lr, arrays.found_lr)  # uint8, straight through the predictor
+    t_sr = (ds.extras["t_sr"].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    assert abs(t_sr.astype(int) - sr.astype(int)).max() <= 1  # fp16 storage costs at most one level
+    probs = ds.extras["t_probs"]
+    assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+
+
+def test_control_without_distillation_needs_no_teacher(faces, tmp_path):
+    """student_x4_nodistill trains on ground truth and the critic on HR only: no teacher is loaded
+    (a teacher name that does not exist is never resolved), and the HR distributions are attached."""
+    cfg = yaml.safe_load((CONFIGS / "student_x4_nodistill.yaml").read_text())
+    cfg["train"].update(batch_size=4, threads=1, device="cpu", warmup=1)
+    config = tmp_path / "nodistill.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = distill_student(config, "no-such-teacher", faces[0], tmp_path / "run", val=faces[1], iterations=1)
+    assert result["iterations"] == 1
+    assert load_checkpoint(tmp_path / "run" / "model.pt")["config"]["teacher"] is None
+
+
+def test_hr_probs_are_the_critics_distribution_on_each_hr_face(faces):
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))], 4, desc="train")
+    ds = FaceSRDataset(arrays, "contours")
+    critic = build_fer_critic()
+    attach_hr_probs(ds, critic, torch.device("cpu"), batch=3)  # batches that do not divide 8
+    assert torch.allclose(ds.extras["hr_probs"], critic.probs(ds.hr), atol=1e-6)
+
+
+def test_distill_can_fine_tune_a_shipped_student(faces, tmp_path):
+    """--init with the shipped student and --set overrides; the run starts from its weights."""
+    config = CONFIGS / "student_x4.yaml"
+    sets = ["train.batch_size=4", "train.threads=1", "train.device=cpu", "train.warmup=1", "train.lr=1e-9"]
+    distill_student(config, "teacher-x4", faces[0], tmp_path / "run", val=faces[1], iterations=1,
+                    overrides=sets, init=resolve_model("student-x4"))
+    tuned = load_checkpoint(tmp_path / "run" / "model.pt")
+    shipped = load_checkpoint(resolve_model("student-x4"))
+    assert tuned["config"]["train"]["lr"] == 1e-9 and tuned["config"]["init"] == str(resolve_model("student-x4"))
+    for k, v in shipped["model"].items():  # one step at lr 1e-9 leaves the weights where they were
+        assert torch.allclose(tuned["model"][k].float(), v.float(), atol=1e-6), k
+
+
+@pytest.mark.parametrize("init, why", [("teacher-x4", "'teacher' checkpoint"), ("bundle-x4", "is a folder")])
+def test_a_wrong_init_fails_before_any_face_is_loaded(tmp_path, init, why):
+    """Checked first: the data folder does not even exist, and the error is about --init."""
+    with pytest.raises(CheckpointError, match=why):
+        distill_student(CONFIGS / "student_x4.yaml", "teacher-x4", tmp_path / "no-data", tmp_path / "run",
+                        init=resolve_model(init))
