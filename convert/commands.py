@@ -6,11 +6,14 @@ import argparse
 import os
 from pathlib import Path
 
+from edge_affectsr.convert.formats import TARGETS
+
 
 class Convert:
     """Export a student checkpoint to ONNX, convert it with onnx2tf to full-int8 and fp16 TFLite,
     add the FER critic and the face models, verify every format on every installed runtime, and
-    write a model bundle (only if every gate passes)."""
+    write a model bundle (only if every gate passes). ``--target`` picks the formats and reports:
+    every target gets the camera's models (sr_int8, the FER critic, the face detector and landmarker)."""
 
     help = "student checkpoint -> verified int8/fp16/ONNX model bundle"
 
@@ -18,7 +21,8 @@ class Convert:
         p.add_argument("checkpoint", help="student checkpoint (.pt) or shipped name, e.g. student-x4")
         p.add_argument("--calib", type=Path, required=True, help="folder of face images for int8 calibration (>= 200 usable)")
         p.add_argument("--out", type=Path, required=True, help="bundle folder to create (must not exist)")
-        p.add_argument("--target", default="all", choices=("all", "edgetpu", "gpu", "cpu", "jetson"))
+        p.add_argument("--target", default="all", choices=tuple(TARGETS), help="what the bundle is for (what is built "
+                       "and checked): " + "; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
         p.add_argument("--val", type=Path, help="faces to verify on, under the eval protocol (default: the calibration "
                        "faces as the device prepared them)")
         p.add_argument("--verify-faces", type=int, default=200, help="how many faces to verify on")
@@ -36,10 +40,11 @@ class Convert:
 
         report = build_bundle(resolve_model(args.checkpoint), args.calib, args.out, args.target, args.val,
                               args.verify_faces, args.force, args.name)
-        print(report["table"])
-        tpu = report["edgetpu"]
-        print(f"\nEdge TPU (documented rules): {tpu['ops_mapped']}/{tpu['ops_total']} ops mapped; on CPU: "
-              + (", ".join(f"{o['op']} ({o['why_cpu']})" for o in tpu["ops_on_cpu"]) or "none"))
-        print(f"GPU delegate checks: {'ok' if report['gpu']['compatible'] else report['gpu']['problems']}")
+        print(report["table"] + "\n")
+        if tpu := report["checks"].get("edgetpu"):
+            print(f"Edge TPU (documented rules): {tpu['ops_mapped']}/{tpu['ops_total']} ops mapped; on CPU: "
+                  + (", ".join(f"{o['op']} ({o['why_cpu']})" for o in tpu["ops_on_cpu"]) or "none"))
+        if gpu := report["checks"].get("gpu"):
+            print(f"GPU delegate checks: {'ok' if gpu['compatible'] else gpu['problems']}")
         print(f"bundle: {args.out}")
         return 0

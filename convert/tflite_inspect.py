@@ -49,9 +49,9 @@ def _tensor(d: dict) -> TensorInfo:
 
 
 def inspect_tflite(path: Path) -> ModelInfo:
-    from edge_affectsr.tflite_runtime import make_interpreter
+    from edge_affectsr.runtime.interpreter import load_interpreter
 
-    it = make_interpreter(path, runtime="ai-edge-litert")
+    it = load_interpreter(path, delegate_order=["cpu"], runtimes=["ai-edge-litert"]).interpreter
     tensors = {}
     for d in it.get_tensor_details():
         tensors[d["index"]] = _tensor(d)

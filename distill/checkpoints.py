@@ -1,10 +1,10 @@
 """Checkpoint files: written atomically, read with a clear error when they are of the wrong kind.
 
-A checkpoint is a ``torch.save`` dict: ``format``, ``version``, ``kind`` (``teacher`` / ``student``),
-``config`` (the full training config, plus ``init``: the checkpoint a fine-tune started from, and
-for students ``teacher``), ``model`` (weights used for inference: the EMA ones), ``iteration`` (of
-this run), ``total_iterations`` (across the runs behind the weights), ``metrics``, and, in training
-checkpoints only, ``train_state`` for resuming.
+A checkpoint is a ``torch.save`` dict: ``format``, ``version``, ``kind`` (its registered
+architecture: ``teacher`` / ``student``), ``config`` (the full training config, plus ``init``: the
+checkpoint a fine-tune started from, and for students ``teacher``), ``model`` (weights used for
+inference: the EMA ones), ``iteration`` (of this run), ``total_iterations`` (across the runs behind
+the weights), ``metrics``, and, in training checkpoints only, ``train_state`` for resuming.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from edge_affectsr.distill.archs.registry import ARCH_REGISTRY
 from edge_affectsr.errors import UserError
 
 FORMAT = "edge-affectsr/checkpoint"
@@ -41,7 +42,9 @@ def save_atomic(obj: dict, path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path, kinds: tuple[str, ...] = ("teacher", "student")) -> dict:
+def load_checkpoint(path: Path, kinds: tuple[str, ...] | None = None) -> dict:
+    """The checkpoint at ``path``, checked: ours, not newer than this toolkit, and of one of ``kinds``
+    (default: any registered architecture)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder (a model bundle?), not a checkpoint file (.pt)")
@@ -55,6 +58,7 @@ def load_checkpoint(path: Path, kinds: tuple[str, ...] = ("teacher", "student"))
         raise CheckpointError(f"{path}: not an edge-affectsr checkpoint")
     if ckpt.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this toolkit reads ({VERSION}); upgrade edge-affectsr")
+    kinds = tuple(ARCH_REGISTRY) if kinds is None else kinds
     if ckpt.get("kind") not in kinds:
         raise CheckpointError(f"{path}: a {ckpt.get('kind')!r} checkpoint, expected one of {kinds}")
     return ckpt

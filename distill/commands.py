@@ -57,7 +57,7 @@ class Evaluate:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", action="append", help=f"checkpoint path or shipped name; repeatable (default: {DEFAULT_MODEL})")
-        p.add_argument("--data", type=Path, help="folder of HR faces (default: the built-in face)")
+        p.add_argument("--data", type=Path, help="folder of HR faces, or one face photo (default: the built-in face)")
         p.add_argument("--scale", type=int, default=4, choices=(4, 8))
         p.add_argument("--limit", type=int, help="use only the first N faces")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
@@ -74,11 +74,11 @@ class Evaluate:
                             "folder): seed means with their min-max, and --paired between seed means")
 
     def run(self, args: argparse.Namespace) -> int:
-        from edge_affectsr.distill.builtin import builtin_face_dir
+        from edge_affectsr.builtin_face import FACE_PATH
         from edge_affectsr.distill.evaluate import draw_grid, evaluate, tables
         from edge_affectsr.reports import write_json, write_text
 
-        data, models = args.data or builtin_face_dir(), args.model or [DEFAULT_MODEL]
+        data, models = args.data or FACE_PATH, args.model or [DEFAULT_MODEL]
         choices = ["bicubic", *models]
         if args.paired is not None and args.paired not in choices:
             raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")

@@ -18,9 +18,9 @@ from tqdm import tqdm
 from edge_affectsr.distill.archs.fer_critic import FERCritic, build_fer_critic
 from edge_affectsr.distill.data.dataset import FaceArrays, prepare_faces, to_tensor_image
 from edge_affectsr.distill.data.readers import face_set
-from edge_affectsr.distill.predictors import BicubicPredictor, load_predictor
 from edge_affectsr import landmark_graph, metrics
 from edge_affectsr.errors import UserError
+from edge_affectsr.runtime.backend import load_model
 
 log = logging.getLogger(__name__)
 COLUMNS = [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_y", "PSNR-Y (dB)", 2), ("agreement", "agreement", 3),
@@ -73,7 +73,7 @@ def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None
              mean_landmarks: bool = False, seeds: bool = False):
     """Scores of bicubic and each model; also returns the images and labels for the picture. The
     models are loaded and checked (scale; with ``seeds``, the replica names) before any face is."""
-    predictors = [BicubicPredictor(scale)] + [load_predictor(m) for m in models]
+    predictors = [load_model("bicubic", scale=scale)] + [load_model(m) for m in models]
     for p in predictors:
         if p.scale != scale:
             raise UserError(f"model {p.name} upscales x{p.scale}, but --scale is {scale}")

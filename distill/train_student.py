@@ -3,6 +3,12 @@
 The teacher's outputs (SR, LR features, landmark-node embeddings, the critic's distribution on its
 SR) are computed once for every training face and held in memory, so each student step costs only
 the student and the critic: on a CPU that is the difference between hours and minutes.
+
+With a camera degradation (``data.degradation``) the distillation is *privileged* by default: the
+teacher upscales the clean protocol LR of each face and the student learns to reach that output
+from the camera-degraded LR of the same face (``teacher_input: degraded`` gives the teacher the
+student's input instead). The teacher was trained on clean LR, so this is how a clean-trained teacher
+can still teach camera robustness without being retrained (which needs a GPU).
 """
 
 from __future__ import annotations
@@ -12,16 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import Field
 from tqdm import tqdm
 
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.archs.student import StudentConfig, StudentSR
-from edge_affectsr.distill.data.dataset import FaceSRDataset
-from edge_affectsr.distill.distill_losses import DistillWeights, distill_loss
-from edge_affectsr.distill.predictors import TorchPredictor
-from edge_affectsr.distill.train_teacher import DataConfig, load_faces
-from edge_affectsr.distill.training import Run, TrainConfig, Trainer, check_init, pick_device
+from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset, to_tensor_image
+from edge_affectsr.distill.losses.config import LossWeights, loss_needs
+from edge_affectsr.distill.losses.weighted import WeightedLoss
+from edge_affectsr.distill.torch_backend import TorchBackend
+from edge_affectsr.distill.train_config import TrainingConfig, loss_field
+from edge_affectsr.distill.train_teacher import load_faces
+from edge_affectsr.distill.training import Run, Trainer, check_init, pick_device
 from edge_affectsr import landmark_graph
 from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
@@ -30,13 +40,13 @@ from edge_affectsr.models import resolve_model
 log = logging.getLogger(__name__)
 
 
-class StudentTrainingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: str = "student"
-    model: StudentConfig = Field(default_factory=StudentConfig)
-    loss: DistillWeights = Field(default_factory=DistillWeights)
-    data: DataConfig = Field(default_factory=DataConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+class StudentTrainingConfig(TrainingConfig):
+    distills = True
+    kind: str = Field("student", description="what this config trains: student")
+    model: StudentConfig = Field(default_factory=StudentConfig, description="the architecture")
+    loss: LossWeights = loss_field({"pixel": 1.0, "output": 1.0})
+    teacher_input: Literal["clean", "degraded"] = Field(
+        "clean", description="with a camera degradation: the teacher upscales the clean LR (privileged) or the degraded one")
 
 
 def node_positions(student_subset: str, teacher_subset: str) -> torch.Tensor:
@@ -49,9 +59,10 @@ def node_positions(student_subset: str, teacher_subset: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: torch.Tensor, critic,
+def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchBackend, faces: FaceArrays, critic,
                            student_subset: str, device: torch.device, batch: int = 32) -> None:
-    """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16) and t_probs.
+    """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16) and t_probs: the teacher on ``faces``' LR
+    and LR landmarks (the student's own faces, or their clean twins for privileged distillation).
 
     Run on the training device (the teacher costs minutes per epoch on a CPU); the targets are
     kept on the host, like the rest of the dataset.
@@ -59,11 +70,13 @@ def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: 
     model = teacher.model.to(device).eval()
     critic.to(device)
     pos = node_positions(student_subset, model.cfg.landmark_subset)
+    lr, found = to_tensor_image(faces.lr), torch.from_numpy(faces.found_lr)
+    full_lm = torch.from_numpy(faces.lm_lr).float()
     outs: dict[str, list] = {k: [] for k in ("t_sr", "t_feat", "t_nodes", "t_probs")}
     for i in tqdm(range(0, len(ds), batch), desc="teacher targets", unit="batch", dynamic_ncols=True):
         sl = slice(i, i + batch)
         lm = full_lm[sl][:, teacher.nodes].to(device)
-        o = model(ds.lr[sl].to(device), lm, ds.found_lr[sl].to(device))
+        o = model(lr[sl].to(device), lm, found[sl].to(device))
         sr = o.sr.clamp(0, 1)
         outs["t_sr"].append(sr.half().cpu())
         outs["t_feat"].append(o.features.half().cpu())
@@ -71,7 +84,7 @@ def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchPredictor, full_lm: 
             outs["t_nodes"].append(o.nodes[:, pos].half().cpu())
         outs["t_probs"].append(critic.probs(sr).cpu())
     ds.extras.update({k: torch.cat(v) for k, v in outs.items() if v})
-    model.cpu()  # the predictor runs on the CPU; free the device for the student
+    model.cpu()  # the backend runs on the CPU; free the device for the student
 
 
 @torch.no_grad()
@@ -90,10 +103,8 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
     cfg = load_config(config, StudentTrainingConfig, overrides)
     if iterations is not None:
         cfg.train.iterations = iterations
-    w = cfg.loss
-    if w.graph and not cfg.model.use_graph:
-        raise UserError("loss.graph needs model.use_graph: true")
-    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref) if w.needs_teacher else None,
+    needs_teacher = "teacher" in loss_needs(cfg.loss)
+    config_doc = cfg.model_dump(mode="json") | {"teacher": str(teacher_ref) if needs_teacher else None,
                                                 "init": str(init) if init else None}
     if init is not None:
         check_init(init, "student", config_doc)
@@ -102,21 +113,23 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
     train_set = FaceSRDataset(train, cfg.model.landmark_subset)
     val_set = FaceSRDataset(valid, cfg.model.landmark_subset)
     device = pick_device(cfg.train.device)
-    if w.needs_teacher:
-        teacher = TorchPredictor(resolve_model(teacher_ref), name=str(teacher_ref))
+    if needs_teacher:
+        teacher = TorchBackend(resolve_model(teacher_ref), name=str(teacher_ref))
         if teacher.scale != cfg.model.scale:
             raise UserError(f"teacher upscales x{teacher.scale} but the student is x{cfg.model.scale}")
-        full_lm = torch.from_numpy(train.lm_lr).float()
-        attach_teacher_targets(train_set, teacher, full_lm, critic, cfg.model.landmark_subset, device)
-    if w.expression_hr:
+        privileged = train.clean is not None and cfg.teacher_input == "clean"
+        attach_teacher_targets(train_set, teacher, train.clean if privileged else train, critic,
+                               cfg.model.landmark_subset, device)
+    if cfg.loss.get("expression_hr"):
         attach_hr_probs(train_set, critic, device)
     torch.manual_seed(cfg.train.seed)
+    criterion = WeightedLoss(cfg.loss, critic)
 
     def loss_fn(model, batch):
-        return distill_loss(w, model(batch["lr"], batch["lm_lr"]), batch, critic)
+        return criterion(model(batch["lr"], batch["lm_lr"]), batch)
 
     run = Run(kind="student", config=config_doc, model=StudentSR(cfg.model), loss_fn=loss_fn,
               train_set=train_set, val_set=val_set, out_dir=Path(out))
     trainer = Trainer(run, cfg.train, init=init)
-    critic.to(trainer.device)
+    criterion.to(trainer.device)
     return trainer.fit()

@@ -6,44 +6,41 @@ import logging
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
 from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
-from edge_affectsr.distill.data.degradations import DegradationConfig
 from edge_affectsr.distill.data.readers import face_set
-from edge_affectsr.distill.losses import LossWeights, SRLoss
-from edge_affectsr.distill.training import Run, TrainConfig, Trainer, check_init
+from edge_affectsr.distill.losses.config import LossWeights, loss_needs
+from edge_affectsr.distill.losses.weighted import WeightedLoss
+from edge_affectsr.distill.train_config import DataConfig, TrainingConfig, loss_field
+from edge_affectsr.distill.training import Run, Trainer, check_init
 from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)
+VAL_SEED = 1_000_003  # the validation faces' camera draws: apart from every training seed
 
 
-class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    val_faces: int = 100  # validation faces used during training (first N of the val folder)
-    degradations: DegradationConfig = Field(default_factory=DegradationConfig)
-
-
-class TeacherTrainingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: str = "teacher"
-    model: TeacherConfig = Field(default_factory=TeacherConfig)
-    loss: LossWeights = Field(default_factory=LossWeights)
-    data: DataConfig = Field(default_factory=DataConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+class TeacherTrainingConfig(TrainingConfig):
+    kind: str = Field("teacher", description="what this config trains: teacher")
+    model: TeacherConfig = Field(default_factory=TeacherConfig, description="the architecture")
+    loss: LossWeights = loss_field({"pixel": 1.0})
 
 
 def make_teacher_loss(cfg: TeacherTrainingConfig):
-    needs_critic = cfg.loss.perceptual or cfg.loss.style or cfg.loss.expression
-    criterion = SRLoss(cfg.loss, build_fer_critic() if needs_critic else None)
+    weights, keep = dict(cfg.loss), ()
+    if cfg.model.use_graph:
+        # The landmark term even at weight 0 (then a zero gradient): under DDP every parameter
+        # behind a model output must get a gradient, or the next iteration fails (the landmark head).
+        weights.setdefault("landmark", 0.0)
+        keep = ("landmark",)
+    critic = build_fer_critic() if "critic" in loss_needs(weights) else None
+    criterion = WeightedLoss(weights, critic, keep=keep)
 
     def loss_fn(model: torch.nn.Module, batch: dict):
-        out = model(batch["lr"], batch["lm_lr"], batch["found_lr"])
-        mask = batch["found_lr"]
-        return criterion(out.sr, batch["hr"], out.lm_pred, batch["lm_hr"], mask)
+        return criterion(model(batch["lr"], batch["lm_lr"], batch["found_lr"]), batch)
 
     return loss_fn, criterion
 
@@ -57,8 +54,10 @@ def load_faces(cfg_data: DataConfig, scale: int, data: Path, val: Path | None, s
         records, val_records = records[: -cfg_data.val_faces], records[-cfg_data.val_faces :]
     else:
         val_records = face_set(val, split="val")[: cfg_data.val_faces]
-    train = prepare_faces(records, scale, degradations=cfg_data.degradations, seed=seed, desc="train faces")
-    valid = prepare_faces(val_records, scale, desc="val faces")
+    camera = cfg_data.degradation
+    train = prepare_faces(records, scale, degradation=camera, seed=seed, variants=cfg_data.variants, desc="train faces")
+    # validation faces: the same camera model, other draws (a seed no training run uses)
+    valid = prepare_faces(val_records, scale, degradation=camera, seed=VAL_SEED, desc="val faces")
     return train, valid
 
 

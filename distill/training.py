@@ -20,40 +20,24 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
-from edge_affectsr.distill.archs.build import ARCHS
+from edge_affectsr.distill.archs.registry import ARCH_REGISTRY
 from edge_affectsr.distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic,
                                  total_iterations)
 from edge_affectsr.distill.data.dataset import FaceSRDataset, to_uint8_image
+from edge_affectsr.distill.train_config import TrainConfig
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
 
 log = logging.getLogger(__name__)
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    iterations: int = 20000
-    batch_size: int = 16
-    lr: float = 2e-4
-    lr_min: float = 1e-6
-    warmup: int = 200
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    val_every: int = 500
-    checkpoint_every: int = 250
-    seed: int = 0
-    threads: int = 0  # 0 = torch's default
-    device: str = "auto"  # auto | cpu | cuda
-
-
 @dataclass
 class Run:
     """What one training run needs beyond the config."""
 
-    kind: str  # checkpoint kind
+    kind: str  # the registered architecture; the checkpoint's kind
     config: dict  # the full config, saved into checkpoints
     model: torch.nn.Module
     loss_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]]
@@ -91,7 +75,7 @@ def check_init(path: Path, kind: str, config: dict) -> dict:
     (they may differ only in the architecture's ``branch_keys``); the training commands call it
     before any data is loaded, so a wrong file fails in seconds, not after the teacher targets."""
     ckpt = load_checkpoint(path, kinds=(kind,))
-    schema = ARCHS[kind][1]
+    schema = ARCH_REGISTRY.get(kind).config_class
     theirs, ours = (schema.model_validate(c).model_dump() for c in (ckpt["config"]["model"], config["model"]))
     differ = sorted(k for k in ours if ours[k] != theirs[k] and k not in schema.branch_keys)
     if differ:

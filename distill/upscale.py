@@ -13,9 +13,9 @@ from tqdm import tqdm
 
 from edge_affectsr.distill.data.landmarks import LandmarkCache
 from edge_affectsr.distill.data.readers import find_images, read_image
-from edge_affectsr.distill.predictors import load_predictor
 from edge_affectsr import protocol
 from edge_affectsr.errors import UserError
+from edge_affectsr.runtime.backend import load_model
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def upscale_folder(in_dir: Path, out_dir: Path, model: str, overwrite: bool = Fa
     if not inputs:
         raise UserError(f"no images in {in_dir}")
     outs = plan_outputs(inputs, Path(in_dir), Path(out_dir), overwrite)
-    pred, cache = load_predictor(model), LandmarkCache()
+    pred, cache = load_model(model), LandmarkCache()
     done = unreadable = not_square = wrong_size = no_landmarks = 0
     for src, dst in tqdm(list(zip(inputs, outs)), desc="upscale", unit="face", dynamic_ncols=True):
         img = read_image(src)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -45,30 +46,43 @@ def validate(data: dict, schema: type[T], source: str = "config") -> T:
         raise ConfigError(f"{source}: invalid config\n" + "\n".join(problems)) from None
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``["train.lr=2e-4", "loss.feature=0.1"]`` set into a copy of ``data``. Each value is parsed as
-    YAML (``true``, ``[1, 2]``; note ``2e-4`` stays a string there) and the schema then validates and
-    converts it, so a wrong type or an unknown key is named like one in the file. Keys address
-    mappings only (no list indices)."""
-    data = copy.deepcopy(data)
-    for item in overrides:
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set`` items (``["train.lr=2e-4", "loss.feature=0.1"]``) as dotted keys -> values. Each value
+    is parsed as YAML (``true``, ``[1, 2]``; note ``2e-4`` stays a string there) and the schema then
+    validates and converts it, so a wrong type or an unknown key is named like one in the file."""
+    out: dict[str, Any] = {}
+    for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=2e-4")
-        *parents, leaf = key.strip().split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
         try:
-            node[leaf] = yaml.safe_load(text)
+            out[key.strip()] = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+    return out
+
+
+def apply_overrides(data: dict, overrides: Mapping[str, Any]) -> dict:
+    """A copy of ``data`` with each dotted key (``"train.lr"``) set to its value, applied to the raw
+    mapping *before* validation so a bad override is reported like a bad key in the file. Missing
+    (or empty) sections are created; a mapping value replaces its whole section (``capture.source``
+    from a flag is not merged with the file's). Keys address mappings only (no list indices): a key
+    through a scalar is a ConfigError. Used by training's ``--set`` and the device's CLI flags."""
+    data = copy.deepcopy(data)
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = data
+        for depth, part in enumerate(parents):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot set {key}: {'.'.join(parents[:depth + 1])!r} is not a section")
+        node[leaf] = value
     return data
 
 
 def load_config(path: Path, schema: type[T], overrides: list[str] | None = None) -> T:
     """The config at ``path`` with ``overrides`` (``KEY=VALUE``, dotted keys) applied, validated."""
     source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
-    return validate(apply_overrides(read_mapping(path), overrides or []), schema, source)
+    return validate(apply_overrides(read_mapping(path), parse_set(overrides or [])), schema, source)

@@ -19,9 +19,9 @@ import torch.distributed as dist
 
 from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
 from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset
-from edge_affectsr.distill.losses import LossWeights
 from edge_affectsr.distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
-from edge_affectsr.distill.training import Run, TrainConfig, Trainer
+from edge_affectsr.distill.train_config import TrainConfig
+from edge_affectsr.distill.training import Run, Trainer
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
 
@@ -38,7 +38,7 @@ def load_faces(path: Path, prefix: str) -> FaceArrays:
 def main(faces: str, out_dir: str, weights_dir: str, iterations: str, landmark_weight: str = "0") -> None:
     rank = int(os.environ["RANK"])
     cfg = TeacherTrainingConfig(
-        model=TeacherConfig(**TINY), loss=LossWeights(pixel=1.0, landmark=float(landmark_weight)),
+        model=TeacherConfig(**TINY), loss={"pixel": 1.0, "landmark": float(landmark_weight)},
         train=TrainConfig(iterations=int(iterations), batch_size=2, val_every=1, checkpoint_every=1,
                           warmup=1, threads=1, device="cpu"),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_affectsr.device.events import FaceEvent, Guard
+from edge_affectsr.device.reporting.events import FaceEvent, Guard
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GCNConv
 
 
 def sample_at_landmarks(feat: torch.Tensor, lm: torch.Tensor) -> torch.Tensor:
@@ -36,7 +35,7 @@ def splat_to_grid(nodes: torch.Tensor, lm: torch.Tensor, size: int, sigma_px: fl
 
 class NodeEncoder(nn.Module):
     """Per-node input features: coordinates, the found flag, a learned node identity, and image
-    features sampled at the landmark. ``-> [B, N, hidden]``."""
+    features sampled at the landmark. ``lm [B, N, 2], found [B], img_feat [B, C, H, W] -> [B, N, hidden]``."""
 
     def __init__(self, num_nodes: int, img_channels: int, hidden: int, id_dim: int = 16) -> None:
         super().__init__()
@@ -59,6 +58,10 @@ class LandmarkGCN(nn.Module):
     """
 
     def __init__(self, hidden: int, layers: int, edge_index: torch.Tensor) -> None:
+        # Imported here: torch-geometric takes seconds to import and only a graph teacher needs
+        # it, not every import of the architectures (they register on import).
+        from torch_geometric.nn import GCNConv
+
         super().__init__()
         self.register_buffer("edge_index", edge_index.long(), persistent=False)
         self.convs = nn.ModuleList(GCNConv(hidden, hidden) for _ in range(layers))

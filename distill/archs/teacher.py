@@ -6,12 +6,13 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from edge_affectsr.distill.archs.output import SROutput
 from edge_affectsr.distill.archs.fusion import SplitAttentionFusion
 from edge_affectsr.distill.archs.graph import LandmarkGCN, LandmarkHead, NodeEncoder, splat_to_grid
+from edge_affectsr.distill.archs.registry import ARCH_REGISTRY
 from edge_affectsr.distill.archs.rrdb import RRDB, PixelShuffleUpsampler
 from edge_affectsr import landmark_graph
 
@@ -22,24 +23,35 @@ class TeacherConfig(BaseModel):
     branch_keys: ClassVar[frozenset[str]] = frozenset()  # none: --init needs the same section
 
     model_config = ConfigDict(extra="forbid")
-    scale: int = 4
-    nf: int = 32
-    gc: int = 16
-    blocks: int = 3
-    hr_nf: int = 16
-    use_graph: bool = True
-    landmark_subset: str = "full"
-    gcn_hidden: int = 32
-    gcn_layers: int = 3
-    splat_sigma_px: float = 1.0
+    scale: int = Field(4, description="upscaling factor")
+    nf: int = Field(32, description="feature channels of the RRDB trunk")
+    gc: int = Field(16, description="growth channels inside each dense block")
+    blocks: int = Field(3, description="RRDB blocks in the trunk")
+    hr_nf: int = Field(16, description="channels of the last upsampling step (full-resolution convs dominate the cost)")
+    use_graph: bool = Field(True, description="the landmark GCN branch; false: image-only ablation")
+    landmark_subset: str = Field("full", description="edge_affectsr.landmark_graph subset the GCN is built on")
+    gcn_hidden: int = Field(32, description="node embedding width")
+    gcn_layers: int = Field(3, description="GCN layers")
+    splat_sigma_px: float = Field(
+        1.0, description="Gaussian radius (LR px) that spreads node embeddings onto the image grid")
+
+    @property
+    def outputs(self) -> frozenset[str]:
+        """The ``SROutput`` fields this network fills besides ``sr`` (what loss terms may read)."""
+        return frozenset({"features", "nodes", "lm_pred"} if self.use_graph else {"features"})
 
 
+@ARCH_REGISTRY.register("teacher")
 class AffectSRNet(nn.Module):
-    """``lr [B, 3, h, w]`` in [0, 1], ``lm [B, N, 2]`` normalised, ``found [B]`` -> ``SROutput``.
+    """``lr [B, 3, h, w]`` in [0, 1], ``lm [B, N, 2]`` normalised, ``found [B]`` -> ``SROutput``
+    with ``sr [B, 3, s*h, s*w]`` (not clamped), ``features [B, nf, h, w]`` and, with the graph,
+    ``nodes [B, N, gcn_hidden]`` and ``lm_pred [B, N, 2]``.
 
     The output is a residual over the bicubic upscale of the input, so the network only learns the
     missing detail.
     """
+
+    config_class: ClassVar[type[TeacherConfig]] = TeacherConfig
 
     def __init__(self, cfg: TeacherConfig) -> None:
         super().__init__()

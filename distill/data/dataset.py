@@ -1,8 +1,9 @@
 """Face super-resolution pairs with landmarks, prepared once and held in memory.
 
 ``prepare_faces`` applies the evaluation protocol (``edge_affectsr.protocol``) to every readable face,
-degrades the LR input if asked, and looks up FaceMesh landmarks on the HR face and on the bicubic
-upscale of the LR face (the latter is what the model gets, as on a device). 4,800 faces at 128 px
+renders the LR input through the camera degradation model if asked (``data/camera.py``; then the
+clean protocol LR is kept beside it, for privileged distillation), and looks up FaceMesh landmarks
+on the HR face and on the bicubic upscale of each LR face (what the model gets, as on a device). 4,800 faces at 128 px
 take ~240 MB, so holding them in memory keeps the training loop free of JPEG decoding.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge_affectsr.distill.data.degradations import DegradationConfig, degrade
+from edge_affectsr.distill.data.camera import CameraDegradation, degrade_face
 from edge_affectsr.distill.data.landmarks import LandmarkCache
 from edge_affectsr.distill.data.readers import FaceDataError, FaceRecord, read_image
 from edge_affectsr import protocol
@@ -27,7 +28,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FaceArrays:
-    """Aligned arrays for n faces (uint8 images, float32 normalised landmarks, bool found flags)."""
+    """Aligned arrays for n faces (uint8 images, float32 normalised landmarks, bool found flags).
+
+    With a camera degradation, ``lr`` is the degraded input and ``clean`` holds the same faces under
+    the plain protocol (``clean.lr``, ``clean.lm_lr``, ``clean.found_lr``); without one ``clean`` is None.
+    """
 
     names: list[str]
     hr: np.ndarray  # [n, 128, 128, 3]
@@ -37,6 +42,7 @@ class FaceArrays:
     found_lr: np.ndarray  # [n]
     found_hr: np.ndarray  # [n]
     skipped: list[str]
+    clean: FaceArrays | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -46,38 +52,53 @@ def prepare_faces(
     records: list[FaceRecord],
     scale: int,
     cache: LandmarkCache | None = None,
-    degradations: DegradationConfig | None = None,
+    degradation: CameraDegradation | None = None,
     seed: int = 0,
     desc: str = "faces",
+    variants: int = 1,
 ) -> FaceArrays:
+    """Every readable face under the protocol; with ``degradation``, ``variants`` camera renderings
+    of each (record ``i``'s variant ``v`` is drawn with index ``i * variants + v``, so a face keeps
+    its degradation across runs and unreadable neighbours)."""
     cache = cache or LandmarkCache()
-    degradations = degradations or DegradationConfig()
-    cols: dict[str, list] = {k: [] for k in ("names", "hr", "lr", "lm_lr", "lm_hr", "found_lr", "found_hr")}
+    keys = ("names", "hr", "lr", "lm_lr", "lm_hr", "found_lr", "found_hr", "lr_clean", "lm_clean", "found_clean")
+    cols: dict[str, list] = {k: [] for k in keys}
     skipped: list[str] = []
+    lr_size = protocol.lr_size(scale)
     for i, rec in enumerate(tqdm(records, desc=desc, unit="face", dynamic_ncols=True)):
         img = read_image(rec.path, rec.box)
         if img is None:
             skipped.append(str(rec.path))
             continue
         hr = protocol.make_hr(img)
-        lr = degrade(protocol.make_lr(hr, scale), degradations, seed, i)
-        lm_lr, f_lr = cache.get(protocol.bicubic_up(lr))
+        clean = protocol.make_lr(hr, scale)
         lm_hr, f_hr = cache.get(hr)
-        for key, val in zip(cols, (rec.path.name, hr, lr, lm_lr, lm_hr, f_lr, f_hr)):
-            cols[key].append(val)
+        lm_clean, f_clean = cache.get(protocol.bicubic_up(clean))
+        for v in range(variants if degradation is not None else 1):
+            lr = clean if degradation is None else degrade_face(hr, degradation, lr_size, seed, i * variants + v)
+            lm_lr, f_lr = (lm_clean, f_clean) if degradation is None else cache.get(protocol.bicubic_up(lr))
+            row = (rec.path.name, hr, lr, lm_lr, lm_hr, f_lr, f_hr, clean, lm_clean, f_clean)
+            for key, val in zip(keys, row):
+                cols[key].append(val)
     if not cols["names"]:
         raise FaceDataError(f"none of the {len(records)} images could be read")
-    arrays = FaceArrays(
-        names=cols["names"], hr=np.stack(cols["hr"]), lr=np.stack(cols["lr"]),
-        lm_lr=np.stack(cols["lm_lr"]), lm_hr=np.stack(cols["lm_hr"]),
-        found_lr=np.array(cols["found_lr"]), found_hr=np.array(cols["found_hr"]), skipped=skipped,
-    )
+    arrays = _arrays(cols, skipped, with_clean=degradation is not None)
     log.info(
         "%s: %d faces, %d unreadable skipped%s; FaceMesh found %d/%d on LR-upscaled, %d/%d on HR (rest: mean shape)",
         desc, len(arrays), len(skipped), f" ({', '.join(Path(s).name for s in skipped[:5])}...)" if skipped else "",
         arrays.found_lr.sum(), len(arrays), arrays.found_hr.sum(), len(arrays),
     )
     return arrays
+
+
+def _arrays(cols: dict[str, list], skipped: list[str], with_clean: bool) -> FaceArrays:
+    """Stack the per-face columns; the clean twin shares names, HR and HR landmarks."""
+    s = {k: np.stack(v) for k, v in cols.items() if k != "names"}
+    shared = dict(names=cols["names"], hr=s["hr"], lm_hr=s["lm_hr"], found_hr=s["found_hr"], skipped=skipped)
+    clean = FaceArrays(**shared, lr=s["lr_clean"], lm_lr=s["lm_clean"], found_lr=s["found_clean"])
+    if not with_clean:
+        return clean
+    return FaceArrays(**shared, lr=s["lr"], lm_lr=s["lm_lr"], found_lr=s["found_lr"], clean=clean)
 
 
 def to_tensor_image(img: np.ndarray) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Readers for face collections on disk; each yields the image paths (and labels) of one set.
 
-Layouts understood: a plain folder (searched recursively; this covers FFHQ's numbered sub-folders),
-CelebA (``img_align_celeba/`` with ``list_eval_partition.txt`` where present), Helen (images with
-``annotation/*.txt`` landmark files, cropped to the annotated face), and class-per-folder
-expression sets. Unreadable images are skipped by ``read_image`` and counted by the caller.
+Layouts understood: one image file, a plain folder (searched recursively; this covers FFHQ's
+numbered sub-folders), CelebA (``img_align_celeba/`` with ``list_eval_partition.txt`` where
+present), Helen (images with ``annotation/*.txt`` landmark files, cropped to the annotated face),
+and class-per-folder expression sets. Unreadable images are skipped by ``read_image`` and counted
+by the caller.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def _helen(root: Path) -> list[FaceRecord]:
 def face_set(root: Path, split: str | None = None) -> list[FaceRecord]:
     """All faces under ``root``, whatever the layout (see the module docstring)."""
     root = Path(root)
+    if root.is_file():  # one face photo (eval's default: the built-in face)
+        return [FaceRecord(root)]
     if (root / "img_align_celeba").is_dir():
         records = _celeba(root, split)
     elif (root / "annotation").is_dir():

@@ -11,13 +11,13 @@ import pytest
 from edge_affectsr.convert.build import build_bundle
 from edge_affectsr.convert.calibration import CalibrationError, load_calibration
 from edge_affectsr.convert.edgetpu import edgetpu_report
-from edge_affectsr.tflite_sr import TFLiteRunner
+from edge_affectsr.runtime.sr import TFLiteSR
 from edge_affectsr.convert.tflite_inspect import inspect_tflite
 from device_bundle import make_test_student
 from edge_affectsr.distill.checkpoints import CheckpointError
 from edge_affectsr.bundle import BundleError, verify_bundle
 from edge_affectsr.errors import UserError
-from edge_affectsr.tflite_runtime import available_runtimes
+from edge_affectsr.runtime.interpreter import available_runtimes
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def test_golden_output_reproduces_on_every_runtime(bundle):
     out, _ = bundle
     lr, lm, expected = (np.load(out / f) for f in ("golden_lr.npy", "golden_lm.npy", "golden_sr.npy"))
     for rt in available_runtimes():
-        got = TFLiteRunner.open(out / "sr_int8.tflite", rt, 1)(lr, lm)
+        got = TFLiteSR.open(out / "sr_int8.tflite", rt, 1)(lr, lm)
         assert np.abs(got.astype(int) - expected.astype(int)).max() <= 2, rt
 
 

@@ -10,7 +10,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_affectsr import landmark_graph, protocol
-from edge_affectsr.config import ConfigError, load_config, read_mapping, validate
+from edge_affectsr.config import ConfigError, apply_overrides, load_config, parse_set, read_mapping, validate
+from edge_affectsr.config_doc import commented_yaml
+
+from schema_docs import undescribed_keys
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "distill" / "configs"
 SCHEMAS = {  # config ``kind`` -> the schema its training command loads it with
@@ -124,6 +127,42 @@ def test_malformed_set_items_are_refused(tmp_path, item, why):
         load_config(write(tmp_path, "c.yaml", "name: x\n"), Tiny, [item])
 
 
+def test_set_items_parse_as_yaml_values():
+    assert parse_set(["a.b=1", "c=[1, 2]", "d=true", "e=2e-4", "f="]) == {
+        "a.b": 1, "c": [1, 2], "d": True, "e": "2e-4", "f": None}
+
+
+def test_overrides_create_sections_and_replace_a_section_given_whole():
+    """The device's CLI flags: Python values, not text; ``capture.source`` from --source replaces the file's."""
+    data = {"capture": {"source": {"kind": "folder", "path": "x"}, "fps": 5}, "empty": None}
+    out = apply_overrides(data, {"capture.source": {"kind": "builtin"}, "http.port": 9100, "empty.key": 1})
+    assert out == {"capture": {"source": {"kind": "builtin"}, "fps": 5}, "http": {"port": 9100}, "empty": {"key": 1}}
+    assert data["capture"]["source"] == {"kind": "folder", "path": "x"}  # the input is untouched
+
+
+def test_an_override_through_a_scalar_is_refused():
+    with pytest.raises(ConfigError, match="cannot set name.first: 'name' is not a section"):
+        apply_overrides({"name": "x"}, {"name.first": "y"})
+
+
+class Documented(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("run", description="the run's name")
+    path: Path | None = Field(None, description="where; null: nowhere")
+    tiles: tuple[int, int] = Field((3, 2), description="a grid " + "and more words " * 10)
+    train: Train = Field(default_factory=Train, description="the optimiser")
+
+
+def test_commented_yaml_documents_every_key_and_loads_back():
+    cfg = Documented(path=Path("/tmp/x"), train=Train(lr=2e-4))
+    text = commented_yaml(cfg, "Header line one\nline two")
+    assert text.startswith("# Header line one\n# line two\n# the run's name\nname: run\n")
+    assert "tiles: [3, 2]\n" in text and "path: /tmp/x\n" in text
+    assert "\n# the optimiser\ntrain:\n  lr: 0.0002\n  steps: 10\n" in text  # a section: indented, a blank line above
+    assert all(len(line) <= 100 for line in text.splitlines())  # long descriptions are wrapped
+    assert Documented.model_validate(yaml.safe_load(text)) == cfg
+
+
 # --- the real teacher schema --------------------------------------------------------------------------
 
 
@@ -140,7 +179,9 @@ def test_teacher_schema_from_yaml(tmp_path):
 @pytest.mark.parametrize("text, key", [
     ("train:\n  lrr: 0.1\n", "train.lrr"),
     ("model:\n  gcn_layers: three\n", "model.gcn_layers"),
-    ("data:\n  degradations:\n    blurr: true\n", "data.degradations.blurr"),
+    ("data:\n  degradation: fog\n", "data.degradation"),
+    ("data:\n  degradation:\n    blur_pp: 0.5\n", "data.degradation.blur_pp"),
+    ("data:\n  degradations:\n    blur: true\n", "data"),
     ("loss:\n  pixel: heavy\n", "loss.pixel"),
 ])
 def test_teacher_schema_errors_name_the_key(tmp_path, text, key):
@@ -162,6 +203,15 @@ def test_there_are_shipped_configs():
     assert any(p.name.startswith("teacher") for p in shipped_configs())
 
 
+@pytest.mark.parametrize("kind", sorted(SCHEMAS))
+def test_training_schemas_describe_every_key(kind):
+    try:
+        schema = schema_for(kind)
+    except ImportError as e:  # the distill extra is not installed here
+        pytest.skip(f"cannot import the {kind} schema: {e}")
+    assert undescribed_keys(schema) == []
+
+
 @pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: p.name)
 def test_shipped_config_validates(path):
     raw = yaml.safe_load(path.read_text())
@@ -178,6 +228,6 @@ def test_shipped_config_validates(path):
     assert subset in landmark_graph.SUBSETS
     # what the file says is what the schema holds (nothing silently dropped or renamed)
     dumped = cfg.model_dump(mode="json")
-    for section in ("model", "train"):
+    for section in ("model", "loss", "train"):
         for key, value in (raw.get(section) or {}).items():
             assert dumped[section][key] == value, f"{path.name}: {section}.{key}"

@@ -4,6 +4,7 @@ top-level ``device`` / ``convert`` / ``distill`` package lands in site-packages.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,6 +19,7 @@ STAGES = {"distill": "edge_affectsr/distill", "convert": "edge_affectsr/convert"
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools packs whatever a previous build left there
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,6 +42,7 @@ def test_wheel_installs_only_the_edge_affectsr_namespace(wheel):
     packages = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
     assert package_folders() <= packages, sorted(package_folders() - packages)
     assert "edge_affectsr/models/bundle-x4/manifest.json" in names  # package data travels too
+    assert "edge_affectsr/data/astronaut_face.jpg" in names  # the built-in face (eval, the device's clip)
 
 
 @pytest.mark.slow

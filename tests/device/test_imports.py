@@ -26,9 +26,9 @@ import importlib, sys
 import numpy as np
 for name in sys.argv[1:]:
     importlib.import_module(name)
-from edge_affectsr.device.detect import FaceDetector, mediapipe_model_path
+from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector, mediapipe_model_path
 # find the model without importing mediapipe, then load it: the runtime is imported lazily
-FaceDetector(mediapipe_model_path("face_detection_short_range.tflite")).detect(np.zeros((48, 64, 3), np.uint8))
+FaceDetector(mediapipe_model_path("face_detection_short_range.tflite"), DetectorConfig().whole_frame()).detect(np.zeros((48, 64, 3), np.uint8))
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "tensorflow", "mediapipe", "picamera2", "keras"))
 assert not heavy, heavy
 print("ok", len(sys.argv) - 1)
@@ -37,7 +37,7 @@ print("ok", len(sys.argv) - 1)
 
 def test_every_device_module_is_found():
     modules = device_modules()
-    assert "edge_affectsr.device" in modules and "edge_affectsr.device.pipeline" in modules
+    assert "edge_affectsr.device" in modules and "edge_affectsr.device.inference.pipeline" in modules
     assert len(modules) > 20
 
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from edge_affectsr.distill.data.dataset import FaceSRDataset, prepare_faces, to_tensor_image, to_uint8_image
-from edge_affectsr.distill.data.degradations import DegradationConfig, degrade
+from edge_affectsr.distill.data.camera import PRESETS, degrade_face
 from edge_affectsr.distill.data.landmarks import LandmarkCache, image_key
 from edge_affectsr.distill.data.readers import face_set
 from edge_affectsr import landmark_graph, protocol
@@ -107,23 +107,25 @@ def test_only_unreadable_images_raise(tmp_path):
 
 
 @pytest.mark.data
-def test_degradations_apply_to_lr_and_are_seeded(face_dir, cache_root):
+def test_camera_degradation_applies_to_lr_is_seeded_and_keeps_the_clean_twin(face_dir, cache_root):
     records = face_set(face_dir)[:3]
     assert records[0].path.name == "broken.jpg"  # sorts first; it is skipped but keeps index 0
-    cfg = DegradationConfig(blur=True, noise=True, jpeg=True)
-    a = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradations=cfg, seed=3)
-    b = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradations=cfg, seed=3)
-    assert len(a) == 2
+    cfg = PRESETS["camera"]
+    a = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradation=cfg, seed=3, variants=2)
+    b = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradation=cfg, seed=3, variants=2)
+    assert len(a) == 4 and a.names[0] == a.names[1]  # two camera renderings of each readable face
     np.testing.assert_array_equal(a.lr, b.lr)
-    for i in range(2):
-        clean = protocol.make_lr(a.hr[i], 4)
-        # each face's own draw, indexed by its position in the record list
-        np.testing.assert_array_equal(a.lr[i], degrade(clean, cfg, 3, i + 1))
-        assert not np.array_equal(a.lr[i], clean)
-    assert not np.array_equal(a.lr[0], degrade(protocol.make_lr(a.hr[0], 4), cfg, 3, 2))
+    for i in range(4):
+        record, variant = divmod(i, 2)
+        # each rendering's own draw, indexed by the record's position (skips keep their index) and the variant
+        np.testing.assert_array_equal(a.lr[i], degrade_face(a.hr[i], cfg, 32, 3, (record + 1) * 2 + variant))
+        np.testing.assert_array_equal(a.clean.lr[i], protocol.make_lr(a.hr[i], 4))
+        assert not np.array_equal(a.lr[i], a.clean.lr[i])
+    assert not np.array_equal(a.lr[0], a.lr[1])
     # the landmarks of the LR input were looked up on the degraded image, as a device would see it
     key = image_key(protocol.bicubic_up(a.lr[0]))
     assert (cache_root / key[:2] / f"{key}.npy").is_file()
+    np.testing.assert_array_equal(a.clean.lm_lr[0], LandmarkCache(root=cache_root).get(protocol.bicubic_up(a.clean.lr[0]))[0])
 
 
 @pytest.mark.data

@@ -5,17 +5,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.checkpoints import CheckpointError, load_checkpoint
-from edge_affectsr.distill.data.dataset import FaceSRDataset, prepare_faces
+from edge_affectsr.distill.data.camera import PRESETS
+from edge_affectsr.distill.data.dataset import FaceSRDataset, prepare_faces, to_uint8_image
 from edge_affectsr.distill.data.readers import FaceRecord
-from edge_affectsr.distill.predictors import TorchPredictor, load_predictor
+from edge_affectsr.distill.torch_backend import TorchBackend
 from edge_affectsr.distill.train_student import attach_hr_probs, attach_teacher_targets, distill_student
 from edge_affectsr.models import resolve_model
+from edge_affectsr.runtime.backend import load_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "distill" / "configs"
 
@@ -46,7 +49,7 @@ def test_distill_writes_a_student_that_upscales(faces, tmp_path):
     assert result["iterations"] == 2 and result["val_psnr"] > 10
     ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
     assert ckpt["kind"] == "student" and ckpt["config"]["teacher"] == "teacher-x4"
-    pred = load_predictor(str(tmp_path / "run" / "model.pt"))
+    pred = load_model(str(tmp_path / "run" / "model.pt"))
     arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[1].glob("*.jpg"))], 4, desc="val")
     sr = pred(arrays.lr, arrays.lm_lr, arrays.found_lr)
     assert sr.shape == (4, 128, 128, 3)
@@ -55,16 +58,34 @@ def test_distill_writes_a_student_that_upscales(faces, tmp_path):
 def test_teacher_targets_match_the_teacher_run_directly(faces):
     arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))], 4, desc="train")
     ds = FaceSRDataset(arrays, "contours")
-    teacher = TorchPredictor(resolve_model("teacher-x4"))
-    full_lm = torch.from_numpy(arrays.lm_lr).float()
-    attach_teacher_targets(ds, teacher, full_lm, build_fer_critic(), "contours", torch.device("cpu"))
+    teacher = TorchBackend(resolve_model("teacher-x4"))
+    attach_teacher_targets(ds, teacher, arrays, build_fer_critic(), "contours", torch.device("cpu"))
     assert ds.extras["t_sr"].shape == (8, 3, 128, 128) and ds.extras["t_sr"].dtype == torch.float16
     assert ds.extras["t_nodes"].shape[:2] == (8, 162)
-    sr = teacher(arrays.lr, arrays.lm_lr, arrays.found_lr)  # uint8, straight through the predictor
-    t_sr = (ds.extras["t_sr"].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    assert abs(t_sr.astype(int) - sr.astype(int)).max() <= 1  # fp16 storage costs at most one level
+    sr = teacher(arrays.lr, arrays.lm_lr, arrays.found_lr)  # uint8, straight through the backend
+    assert abs(as_uint8(ds.extras["t_sr"]).astype(int) - sr.astype(int)).max() <= 1  # fp16 storage costs at most one level
     probs = ds.extras["t_probs"]
     assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+
+
+def test_privileged_targets_come_from_the_clean_twin_of_each_camera_face(faces):
+    """With a camera degradation the student gets the degraded LR and the teacher's targets come
+    from the same faces' clean protocol LR (privileged distillation)."""
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))[:4]], 4,
+                           degradation=PRESETS["camera"], desc="train")
+    ds = FaceSRDataset(arrays, "contours")
+    teacher = TorchBackend(resolve_model("teacher-x4"))
+    attach_teacher_targets(ds, teacher, arrays.clean, build_fer_critic(), "contours", torch.device("cpu"))
+    t_sr = as_uint8(ds.extras["t_sr"]).astype(int)
+    on_clean = teacher(arrays.clean.lr, arrays.clean.lm_lr, arrays.clean.found_lr).astype(int)
+    on_degraded = teacher(arrays.lr, arrays.lm_lr, arrays.found_lr).astype(int)
+    assert abs(t_sr - on_clean).max() <= 1
+    assert abs(t_sr - on_degraded).mean() > 3  # the student's own input would have given other targets
+    np.testing.assert_array_equal(to_uint8_image(ds.lr), arrays.lr)  # the student still sees the camera faces
+
+
+def as_uint8(t: torch.Tensor) -> np.ndarray:
+    return (t.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def test_control_without_distillation_needs_no_teacher(faces, tmp_path):

@@ -11,10 +11,10 @@ from PIL import Image
 
 from edge_affectsr.distill.archs.complexity import count_macs, count_params
 from edge_affectsr.distill.evaluate import evaluate, markdown_table, paired_table
-from edge_affectsr.distill.predictors import load_predictor, subset_for
 from edge_affectsr.distill.upscale import upscale_folder
 from edge_affectsr import protocol
 from edge_affectsr.errors import UserError
+from edge_affectsr.runtime.backend import load_model
 
 STUDENTS = ("student-x4", "student-x4-nodistill", "student-x4-nograph")
 
@@ -32,7 +32,7 @@ def val_faces(shared_data: Path, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", STUDENTS)
 def test_shipped_students_fit_the_edge_budget(name):
-    pred = load_predictor(name)
+    pred = load_model(name)
     assert pred.kind == "student" and pred.scale == 4
     assert count_params(pred.model) <= 100_000
     assert count_macs(pred.model, protocol.lr_size(4), len(pred.nodes)) <= 150_000_000
@@ -43,7 +43,7 @@ def test_eval_table_has_cost_columns_and_trained_models_beat_bicubic(val_faces):
     rows = {r["model"]: r for r in report["rows"]}
     assert report["faces"] == 12 and set(rows) == {"bicubic", "teacher-x4", "student-x4"}
     assert rows["bicubic"]["params"] is None and rows["bicubic"]["macs_m"] is None
-    n_params = count_params(load_predictor("student-x4").model)
+    n_params = count_params(load_model("student-x4").model)
     assert 50_000 < n_params <= 100_000 and rows["student-x4"]["params"] == n_params
     assert rows["teacher-x4"]["params"] > 20 * rows["student-x4"]["params"]
     for name in ("teacher-x4", "student-x4"):
@@ -74,13 +74,6 @@ def test_bundle_and_tflite_files_score_like_the_checkpoint_they_came_from(val_fa
     assert int8_row["model"] == "bundle-x4 (int8)" and int8_row["params"] is None
     assert abs(int8_row["psnr"] - torch_row["psnr"]) < 0.3  # the conversion gate, on these 12 faces
     assert abs(fp16_row["psnr"] - torch_row["psnr"]) < 0.01
-
-
-def test_landmark_subset_of_a_bare_model_comes_from_its_input_size():
-    assert subset_for(162, Path("m.tflite")) == "contours"
-    assert subset_for(478, Path("m.tflite")) == "full"
-    with pytest.raises(UserError, match="matches no landmark subset"):
-        subset_for(68, Path("m.tflite"))
 
 
 def test_upscale_a_folder_of_lr_crops_with_the_bundle(val_faces, tmp_path):
@@ -213,6 +206,6 @@ def test_eval_seeds_refuses_a_replica_of_another_model_before_reading_faces(tmp_
                  "--data", str(tmp_path / "no-such-faces")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    sizes = [count_params(load_predictor(m).model) for m in ("student-x4", "student-x4-nograph")]
+    sizes = [count_params(load_model(m).model) for m in ("student-x4", "student-x4-nograph")]
     assert f"the replicas of student-x4 differ in size: student-x4 {sizes[0]:,}" in err
     assert f"student-x4-s9 {sizes[1]:,}" in err

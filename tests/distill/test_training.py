@@ -24,9 +24,9 @@ from edge_affectsr.distill.checkpoints import FORMAT, VERSION, CheckpointError, 
 from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
 from edge_affectsr.distill.data.landmarks import LandmarkCache
 from edge_affectsr.distill.data.readers import FaceRecord
-from edge_affectsr.distill.losses import LossWeights
+from edge_affectsr.distill.train_config import TrainConfig
 from edge_affectsr.distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
-from edge_affectsr.distill.training import Run, TrainConfig, Trainer, batch_indices, check_init, load_init_weights, lr_at, validate
+from edge_affectsr.distill.training import Run, Trainer, batch_indices, check_init, load_init_weights, lr_at, validate
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
 WORKER = Path(__file__).parents[1] / "_ddp_worker.py"
@@ -49,7 +49,7 @@ def face_arrays(shared_data: Path, tmp_path_factory) -> dict[str, FaceArrays]:
 def teacher_config(iterations: int = 6, model: dict | None = None, **train) -> TeacherTrainingConfig:
     train = {**dict(iterations=iterations, batch_size=2, val_every=3, checkpoint_every=3, warmup=1,
                     threads=1, device="cpu"), **train}
-    return TeacherTrainingConfig(model=TeacherConfig(**(model or TINY)), loss=LossWeights(pixel=1.0),
+    return TeacherTrainingConfig(model=TeacherConfig(**(model or TINY)), loss={"pixel": 1.0},
                                  train=TrainConfig(**train))
 
 

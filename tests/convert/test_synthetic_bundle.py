@@ -1,0 +1,92 @@
+"""Conversion end to end without any dataset: the shipped student design (untrained, seeded)
+calibrated on variants of the built-in astronaut face, a real onnx2tf run, real TFLite runtimes,
+a real bundle that verifies and that the camera runtime loads and self-tests. (test_convert.py does
+the same on real faces where ../shared/data exists.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+from edge_affectsr.builtin_face import builtin_face
+from edge_affectsr.bundle import verify_bundle
+from edge_affectsr.convert import fer_tflite, gates
+from edge_affectsr.convert.build import build_bundle
+from edge_affectsr.convert.formats import FORMATS, ExportContext, third_party_text
+from edge_affectsr.errors import UserError
+from edge_affectsr.runtime.bundle_models import load_bundle
+from device_bundle import make_test_student
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """Eight calibration photos: the built-in face, mirrored, cropped, turned and relit."""
+    face = Image.fromarray(builtin_face())
+    variants = [face, ImageOps.mirror(face), face.crop((10, 10, 180, 180)), ImageOps.mirror(face.crop((0, 5, 185, 190))),
+                ImageEnhance.Brightness(face).enhance(0.8), ImageEnhance.Contrast(face).enhance(1.2),
+                face.rotate(5), face.rotate(-5)]
+    folder = tmp_path_factory.mktemp("faces")
+    for i, image in enumerate(variants):
+        image.save(folder / f"face{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(faces, tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("synthetic")
+    report = build_bundle(make_test_student(root / "student.pt"), faces, root / "bundle", verify_faces=4, force=True)
+    return root / "bundle", report
+
+
+@pytest.fixture
+def reuse_models(built, monkeypatch):
+    """Later builds take the fixture's converted models instead of converting again (the onnx2tf
+    run and the critic's TensorFlow conversion are what ``built`` tests; ~35 s saved a build)."""
+    bundle, _ = built
+    models = {"onnx": bundle / "sr.onnx", "float16": bundle / "sr_fp16.tflite", "int8": bundle / "sr_int8.tflite"}
+    monkeypatch.setattr(ExportContext, "converted", lambda self: models)
+    monkeypatch.setattr(fer_tflite, "convert_fer", lambda faces, out: Path(shutil.copy(bundle / "fer_int8.tflite", out)))
+
+
+def test_a_bundle_from_the_builtin_face_verifies_and_loads(built):
+    out, report = built
+    manifest = verify_bundle(out)
+    assert list(manifest.models) == [f.key for f in FORMATS]
+    assert all(g["passed"] for g in report["gates"].values()), report["table"]
+    assert set(report["checks"]) == {"edgetpu", "gpu"}
+    assert (out / "THIRD_PARTY.md").read_text() == third_party_text(list(FORMATS))
+    load_bundle(out)  # the camera runtime verifies it and self-tests the golden face (SelfTestError if off)
+
+
+@pytest.mark.usefixtures("reuse_models")
+def test_jetson_target_bundles_onnx_and_no_fp16(faces, tmp_path):
+    out = tmp_path / "bundle"
+    report = build_bundle(make_test_student(tmp_path / "s.pt"), faces, out, target="jetson", verify_faces=2, force=True)
+    doc = json.loads((out / "manifest.json").read_text())
+    assert list(doc["models"]) == ["sr_int8", "sr_onnx", "fer_int8", "face_detector", "face_landmark"]
+    assert not (out / "sr_fp16.tflite").exists() and doc["source"]["target"] == "jetson"
+    assert {r["format"] for r in doc["verification"]["rows"]} == {"torch-fp32", "int8", "onnx"}
+    assert "trtexec" in doc["verification"] and not report["checks"]
+    load_bundle(out)  # whatever the target, the camera loads the bundle
+
+
+@pytest.mark.usefixtures("reuse_models")
+def test_a_failing_gate_writes_no_bundle(faces, tmp_path, monkeypatch, caplog):
+    strict = tuple(replace(g, threshold=-1.0) if g.name == "int8_psnr" else g for g in gates.GATES)
+    monkeypatch.setattr(gates, "GATES", strict)
+    out = tmp_path / "bundle"
+    with caplog.at_level(logging.INFO, logger="edge_affectsr.convert.formats"), \
+            pytest.raises(UserError, match="a verification gate failed; no bundle written") as err:
+        build_bundle(make_test_student(tmp_path / "s.pt"), faces, out, target="cpu", verify_faces=2, force=True)
+    assert re.search(r"\| int8 PSNR within -1 dB of fp32 \(ai-edge-litert\) \| \*\*NO\*\* \|", str(err.value))
+    assert not out.exists() and not list(tmp_path.glob(".bundle.*"))  # nothing written, the staging folder gone
+    assert re.findall(r"(\w+): done in", caplog.text) == ["sr_int8", "fer_int8", "face_detector", "face_landmark"]

@@ -1,0 +1,383 @@
+"""device/flash/: flashing a real bundle onto a local folder and, over a real sshd started on a
+loopback port, onto "another machine"; the self-test really runs (`edge-affectsr selftest` in a
+subprocess there). Skips cleanly without a bundle, and the ssh tests without ssh/sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _tmpfs import small_tmpfs
+from edge_affectsr.device.flash.errors import (
+    FlashError, HealthCheckError, NoSpaceError, PermissionDeniedError, SelfTestFailedError, TamperedBundleError,
+    UnreachableHostError,
+)
+from edge_affectsr.device.flash.local import LocalTarget
+from edge_affectsr.device.flash.release import FlashOptions, flash, parse_target
+from edge_affectsr.device.flash.ssh import SshTarget, ssh_option_args
+from edge_affectsr.device.flash.target import CURRENT, RELEASES
+from device_bundle import require_bundle
+from edge_affectsr.bundle import MANIFEST, sha256_file, verify_bundle
+
+ROOT = Path(__file__).resolve().parents[3]
+CLI = [sys.executable, "-m", "edge_affectsr.cli"]
+REMOTE_CMD = f"{sys.executable} -m edge_affectsr.cli"  # the target is this machine: its edge-affectsr
+
+
+# --- bundles -------------------------------------------------------------------------------------
+
+
+def with_version(src: Path, dest: Path, version: str) -> Path:
+    """A copy of ``src`` whose manifest says ``version`` (a new release name, every hash still valid)."""
+    shutil.copytree(src, dest)
+    doc = json.loads((dest / MANIFEST).read_text())
+    doc["version"] = version
+    (dest / MANIFEST).write_text(json.dumps(doc, indent=2))
+    return dest
+
+
+def with_wrong_golden(src: Path, dest: Path) -> Path:
+    """golden_sr inverted AND re-hashed in the manifest: verification passes, the self-test cannot."""
+    with_version(src, dest, "wrong-golden")
+    doc = json.loads((dest / MANIFEST).read_text())
+    rel = doc["golden"]["expected_sr"]
+    expected = np.load(dest / rel)
+    np.save(dest / rel, (255 - expected.astype(np.int16)).astype(expected.dtype))
+    doc["files"][rel] = sha256_file(dest / rel)
+    (dest / MANIFEST).write_text(json.dumps(doc, indent=2))
+    verify_bundle(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    base = require_bundle()
+    tmp = tmp_path_factory.mktemp("bundles")
+    return {"v1": with_version(base, tmp / "v1", "1.0.0"), "v2": with_version(base, tmp / "v2", "2.0.0"),
+            "v3": with_version(base, tmp / "v3", "3.0.0"), "bad": with_wrong_golden(base, tmp / "bad")}
+
+
+@pytest.fixture(scope="module")
+def flashed_v1(bundles, tmp_path_factory) -> Path:
+    """A target root with v1 flashed (copy it per test: the link is relative)."""
+    root = tmp_path_factory.mktemp("flashed") / "root"
+    flash(bundles["v1"], str(root))
+    return root
+
+
+@pytest.fixture
+def root_v1(flashed_v1, tmp_path) -> Path:
+    return Path(shutil.copytree(flashed_v1, tmp_path / "root", symlinks=True))
+
+
+def current(root: Path) -> str:
+    return os.readlink(root / CURRENT)
+
+
+def releases(root: Path) -> set[str]:
+    return {p.name for p in (root / RELEASES).iterdir()}
+
+
+# --- local folder target ---------------------------------------------------------------------------
+
+
+def test_first_flash_then_a_new_version_switches_current(bundles, tmp_path):
+    root = tmp_path / "opt" / "edge-affectsr"
+    first = flash(bundles["v1"], str(root))
+    assert first.switched and first.previous is None and first.selftest.startswith("ok: ")
+    assert "-1.0.0-" in first.release
+    assert current(root) == f"{RELEASES}/{first.release}"  # relative: the tree can be mounted elsewhere
+    assert verify_bundle(root / CURRENT).version == "1.0.0"
+    assert sorted(os.listdir(root / CURRENT)) == sorted([MANIFEST, *verify_bundle(bundles["v1"]).files])
+
+    second = flash(bundles["v2"], str(root))
+    assert second.switched and second.previous == f"{RELEASES}/{first.release}"
+    assert current(root) == f"{RELEASES}/{second.release}"
+    assert verify_bundle(root / CURRENT).version == "2.0.0"
+    assert releases(root) == {first.release, second.release}  # no staging folder, no tmp link left
+    assert sorted(os.listdir(root)) == [CURRENT, RELEASES]
+
+    again = flash(bundles["v2"], str(root))  # the same bundle again: tested, nothing switched
+    assert not again.switched and current(root) == f"{RELEASES}/{second.release}"
+
+
+def test_keep_one_prunes_all_but_current_and_previous(bundles, root_v1):
+    v1 = current(root_v1).split("/")[1]
+    time.sleep(0.01)  # distinct activation times
+    v2 = flash(bundles["v2"], str(root_v1), FlashOptions(keep=1))
+    assert v2.pruned == [] and releases(root_v1) == {v1, v2.release}  # v1 is the previous: kept
+    v3 = flash(bundles["v3"], str(root_v1), FlashOptions(keep=1))
+    assert v3.pruned == [v1]
+    assert releases(root_v1) == {v2.release, v3.release}
+    assert current(root_v1) == f"{RELEASES}/{v3.release}"
+
+
+def test_tampered_bundle_is_refused_before_anything_is_copied(bundles, root_v1, tmp_path):
+    bad = Path(shutil.copytree(bundles["v2"], tmp_path / "tampered"))
+    model = bad / "sr_int8.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    before = (current(root_v1), releases(root_v1))
+    with pytest.raises(TamperedBundleError, match="sr_int8.tflite"):
+        flash(bad, str(root_v1))
+    assert (current(root_v1), releases(root_v1)) == before
+    fresh = tmp_path / "fresh"
+    with pytest.raises(TamperedBundleError):
+        flash(bad, str(fresh))
+    assert not fresh.exists()
+
+    # the command line: one "error: ..." line naming the file, exit status 2
+    done = subprocess.run([*CLI, "flash", str(bad), "--to", str(fresh)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: refusing to flash")
+    assert "sr_int8.tflite" in done.stderr and not fresh.exists()
+
+
+def test_selftest_failure_leaves_current_on_the_previous_release(bundles, root_v1):
+    before = current(root_v1)
+    with pytest.raises(SelfTestFailedError, match="golden output PSNR") as err:
+        flash(bundles["bad"], str(root_v1))
+    assert "\n" not in str(err.value)
+    assert current(root_v1) == before
+    assert releases(root_v1) == {before.split("/")[1]}  # the failed release folder is gone
+
+
+def test_selftest_command_prints_one_line_and_exits_0_or_1(bundles):
+    good = subprocess.run([*CLI, "selftest", str(bundles["v1"])], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    bad = subprocess.run([*CLI, "selftest", str(bundles["bad"])], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert good.returncode == 0 and good.stdout.count("\n") == 1 and good.stdout.startswith("ok: bundle")
+    assert bad.returncode == 1 and bad.stdout.count("\n") == 1 and bad.stdout.startswith("FAIL: ")
+
+
+class HealthServer:
+    """A real HTTP server answering /healthz like the daemon: 503 {"status": "starting"} for the
+    first ``starting`` requests, then 200 {"status": "ok"} (never, with starting=None)."""
+
+    def __init__(self, starting: int | None) -> None:
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                outer.requests += 1
+                ok = starting is not None and outer.requests > starting
+                body = json.dumps({"status": "ok" if ok else "starting"}).encode()
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/healthz"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_health_check_waits_through_starting(bundles, root_v1):
+    server = HealthServer(starting=2)
+    try:
+        result = flash(bundles["v2"], str(root_v1), FlashOptions(health_url=server.url, health_timeout_s=20))
+    finally:
+        server.close()
+    assert server.requests == 3 and "HTTP 200 ok" in result.health
+    assert current(root_v1) == f"{RELEASES}/{result.release}"
+
+
+def test_unhealthy_after_switch_rolls_back_to_the_previous_release(bundles, root_v1):
+    before, kept = current(root_v1), releases(root_v1)
+    server = HealthServer(starting=None)
+    try:
+        with pytest.raises(HealthCheckError, match=r"HTTP 503 starting.*rolled back: current -> releases/") as err:
+            flash(bundles["v2"], str(root_v1), FlashOptions(health_url=server.url, health_timeout_s=1.5))
+    finally:
+        server.close()
+    assert server.requests >= 2 and "\n" not in str(err.value)
+    assert current(root_v1) == before and releases(root_v1) == kept  # the new release folder is removed
+
+
+def test_service_that_cannot_restart_rolls_back(bundles, root_v1):
+    """No such unit (or no systemd, or no systemctl): whichever way it fails here, it fails after the
+    switch, so current goes back."""
+    before, kept = current(root_v1), releases(root_v1)
+    with pytest.raises(FlashError, match=r"edge-affectsr-no-such-unit.*rolled back: current -> releases/"):
+        flash(bundles["v2"], str(root_v1), FlashOptions(service="edge-affectsr-no-such-unit"))
+    assert current(root_v1) == before and releases(root_v1) == kept
+
+
+def test_target_without_space_is_refused_before_copying(bundles, tmp_path):
+    with small_tmpfs(tmp_path / "sdcard", size="64k") as sdcard:
+        with pytest.raises(NoSpaceError, match="not enough space"):
+            flash(bundles["v1"], str(sdcard / "edge-affectsr"))
+        assert os.listdir(sdcard / "edge-affectsr" / RELEASES) == []
+
+
+def test_target_syntax():
+    t = parse_target("pi@cam1:/opt/edge-affectsr/")
+    assert isinstance(t, SshTarget) and (t.dest, t.root) == ("pi@cam1", "/opt/edge-affectsr")
+    assert parse_target("cam1:opt").dest == "cam1"
+    assert parse_target("root@[::1]:/x").dest == "root@::1"
+    for local in ("/media/sd/edge-affectsr", "./a:b", "relative/dir"):
+        assert isinstance(parse_target(local), LocalTarget)
+    assert ssh_option_args(["-i key -p 2222", "StrictHostKeyChecking=no"]) == (
+        "-i", "key", "-p", "2222", "-o", "StrictHostKeyChecking=no")
+    assert LocalTarget("/r").release_of("releases/a-1-abc") == "a-1-abc"
+    assert LocalTarget("/r").release_of("/r/releases/a-1-abc/") == "a-1-abc"
+    assert LocalTarget("/r").release_of("/elsewhere/x") is None
+
+
+# --- ssh target: a real sshd on a loopback port ----------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    def __init__(self, port: int, key: Path, wrong_key: Path) -> None:
+        self.port, self.key, self.wrong_key = port, key, wrong_key
+
+    def options(self, key: Path | None = None) -> tuple[str, ...]:
+        return ssh_option_args([f"-i {key or self.key} -p {self.port}", "StrictHostKeyChecking=no",
+                                "UserKnownHostsFile=/dev/null", "IdentitiesOnly=yes", "LogLevel=ERROR"])
+
+    def to(self, path: Path) -> str:
+        import getpass  # noqa: PLC0415
+
+        return f"{getpass.getuser()}@127.0.0.1:{path}"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    sshd_bin = shutil.which("sshd") or ("/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None)
+    if not (sshd_bin and shutil.which("ssh") and shutil.which("ssh-keygen")):
+        pytest.skip("ssh, sshd or ssh-keygen not installed (apt-get install openssh-server)")
+    if not os.path.isdir("/run/sshd"):  # sshd's privilege-separation folder (made by its service unit)
+        try:
+            os.makedirs("/run/sshd", mode=0o755)
+        except OSError as e:
+            pytest.skip(f"sshd needs /run/sshd and it cannot be created here: {e}")
+    tmp = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "client_key", "wrong_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / name)], check=True, timeout=30)
+    shutil.copy(tmp / "client_key.pub", tmp / "authorized_keys")
+    port = _free_port()
+    (tmp / "sshd_config").write_text(f"""ListenAddress 127.0.0.1
+Port {port}
+HostKey {tmp / 'host_key'}
+AuthorizedKeysFile {tmp / 'authorized_keys'}
+PidFile {tmp / 'sshd.pid'}
+UsePAM no
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+""")
+    log = open(tmp / "sshd.log", "w")
+    proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(tmp / "sshd_config")], stdout=log, stderr=subprocess.STDOUT)
+    server = Sshd(port, tmp / "client_key", tmp / "wrong_key")
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"sshd did not start: {(tmp / 'sshd.log').read_text()[-500:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.skip("sshd did not listen within 15 s")
+                time.sleep(0.1)
+        login = subprocess.run(["ssh", *server.options(), "-o", "BatchMode=yes", server.to(tmp).split(":")[0], "true"],
+                               capture_output=True, text=True, timeout=30)
+        if login.returncode != 0:
+            pytest.skip(f"cannot log in to the test sshd: {login.stderr.strip()[-300:]}")
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_ssh_flash_switches_tests_there_and_prunes(bundles, sshd, tmp_path):
+    root = tmp_path / "target"
+    old = root / RELEASES / "bundle-x4-0.9.0-000000000000"  # an old release, activated a day ago
+    shutil.copytree(bundles["v1"], old)
+    os.utime(old, (time.time() - 86400,) * 2)
+    opts = FlashOptions(keep=1, remote_cmd=REMOTE_CMD, ssh_options=sshd.options())
+
+    first = flash(bundles["v1"], sshd.to(root), opts)
+    assert first.switched and first.selftest.startswith("ok: ") and str(root) in first.selftest  # ran on the copy
+    assert first.pruned == [old.name] and releases(root) == {first.release}
+    assert current(root) == f"{RELEASES}/{first.release}" and verify_bundle(root / CURRENT).version == "1.0.0"
+
+    with pytest.raises(SelfTestFailedError, match="golden output PSNR"):  # verified there, fails the golden check
+        flash(bundles["bad"], sshd.to(root), opts)
+    assert current(root) == f"{RELEASES}/{first.release}" and releases(root) == {first.release}
+
+    server = HealthServer(starting=1)  # polled by `edge-affectsr healthcheck` on the target (this machine)
+    try:
+        second = flash(bundles["v2"], sshd.to(root), replace(opts, health_url=server.url, health_timeout_s=30))
+    finally:
+        server.close()
+    assert server.requests == 2 and "HTTP 200 ok" in second.health
+    assert current(root) == f"{RELEASES}/{second.release}" and second.previous == f"{RELEASES}/{first.release}"
+    assert verify_bundle(root / CURRENT).version == "2.0.0"
+    assert second.pruned == [] and releases(root) == {first.release, second.release}  # the previous stays
+    assert sorted(os.listdir(root)) == [CURRENT, RELEASES]
+
+
+def test_ssh_remote_command_missing_is_a_selftest_failure(bundles, sshd, tmp_path):
+    root = tmp_path / "target"
+    with pytest.raises(SelfTestFailedError, match="--remote-cmd"):
+        flash(bundles["v1"], sshd.to(root), FlashOptions(remote_cmd="/nonexistent/edge-affectsr", ssh_options=sshd.options()))
+    assert releases(root) == set() and not os.path.lexists(root / CURRENT)
+
+
+def test_ssh_unreachable_host(bundles, sshd, tmp_path):
+    closed = _free_port()
+    opts = ssh_option_args([f"-i {sshd.key} -p {closed}", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
+    start = time.monotonic()
+    with pytest.raises(UnreachableHostError, match="cannot reach .*Connection refused"):
+        flash(bundles["v1"], f"root@127.0.0.1:{tmp_path / 'target'}", FlashOptions(ssh_options=opts))
+    assert time.monotonic() - start < 30
+
+
+def test_ssh_login_refused(bundles, sshd, tmp_path):
+    with pytest.raises(PermissionDeniedError, match="ssh login .* refused"):
+        flash(bundles["v1"], sshd.to(tmp_path / "target"), FlashOptions(ssh_options=sshd.options(sshd.wrong_key)))
+    assert not (tmp_path / "target").exists()
+
+
+def test_ssh_target_without_space(bundles, sshd, tmp_path):
+    with small_tmpfs(tmp_path / "sdcard", size="64k") as sdcard:
+        with pytest.raises(NoSpaceError, match="not enough space"):
+            flash(bundles["v1"], sshd.to(sdcard / "edge-affectsr"), FlashOptions(ssh_options=sshd.options()))
+        assert os.listdir(sdcard / "edge-affectsr" / RELEASES) == []

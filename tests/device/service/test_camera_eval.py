@@ -1,0 +1,64 @@
+"""`edge-affectsr camera-eval`: real CelebA photos through the device pipeline, scored against HR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from device_bundle import require_bundle
+
+from edge_affectsr.device.service.camera_eval import OUTPUTS, camera_eval, markdown, write_report
+from edge_affectsr.runtime.frames import paste
+from edge_affectsr.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def report(shared_data: Path) -> dict:
+    return camera_eval(require_bundle(), shared_data / "celeba" / "val", faces=10, stride=60)
+
+
+def test_every_output_is_scored_on_the_faces_the_pipeline_found(report):
+    assert report["photos"] == 10 and report["faces"] + report["missed"] == 10 and report["faces"] >= 8
+    rows = {r["output"]: r for r in report["rows"]}
+    assert list(rows) == list(OUTPUTS)
+    assert rows["the HR crop itself"]["psnr_vs_hr"] is None and rows["the HR crop itself"]["agreement_with_hr"] == 1.0
+    assert rows["bicubic"]["guard_agreement"] == 1.0 and rows["bicubic"]["kl_median"] == 0.0
+
+
+def test_guard_separates_kept_from_destroyed_expressions(report):
+    rows = {r["output"]: r for r in report["rows"]}
+    assert rows["bicubic + unsharp mask"]["guard_pass"] >= 0.6
+    assert rows["bicubic blurred, sigma 6"]["guard_pass"] == 0.0
+    assert rows["the face upside down"]["guard_pass"] <= 0.2
+    assert rows["bicubic blurred, sigma 6"]["psnr_vs_hr"] < rows["bicubic"]["psnr_vs_hr"]
+
+
+def test_report_files(report, tmp_path):
+    write_report(report, tmp_path / "r.json", tmp_path / "r.md")
+    table = (tmp_path / "r.md").read_text()
+    assert table.startswith("| output |") and table.count("\n") == len(OUTPUTS) + 2
+    assert markdown(report) in table
+
+
+def test_too_few_photos_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="at least 2 face photos"):
+        camera_eval(require_bundle(), tmp_path)
+
+
+def test_large_photos_are_shrunk_into_the_frame():
+    photo = np.full((1000, 800, 3), 200, np.uint8)
+    frame = paste(photo)
+    assert frame.shape == (480, 640, 3)
+    assert (frame == 200).all(axis=2).sum() == pytest.approx(380 * 304, rel=0.01)  # 1000x800 scaled by 0.38
+
+
+def test_photos_in_class_sub_folders_are_found(shared_data: Path, tmp_path):
+    """A class-per-folder set (like ../shared/data/expressions) is read through its sub-folders."""
+    src = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:4]
+    for i, p in enumerate(src):
+        (tmp_path / f"class{i % 2}").mkdir(exist_ok=True)
+        (tmp_path / f"class{i % 2}" / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "notes.txt").write_text("not a photo")
+    got = camera_eval(require_bundle(), tmp_path, faces=4, stride=1)
+    assert got["photos"] == 4 and got["faces"] + got["missed"] == 4 and got["faces"] >= 2
