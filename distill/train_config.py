@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge_affectsr.distill.archs.registry import ARCH_REGISTRY
-from edge_affectsr.distill.data.camera import PRESETS, CameraDegradation
+from edge_affectsr.runtime.degradation import PRESETS, CameraDegradation
 from edge_affectsr.distill.losses.config import LossWeights, check_loss_fits
 
 

@@ -1,7 +1,7 @@
 """Face super-resolution pairs with landmarks, prepared once and held in memory.
 
 ``prepare_faces`` applies the evaluation protocol (``edge_affectsr.protocol``) to every readable face,
-renders the LR input through the camera degradation model if asked (``data/camera.py``; then the
+renders the LR input through the camera degradation model if asked (``edge_affectsr/runtime/degradation.py``; then the
 clean protocol LR is kept beside it, for privileged distillation), and looks up FaceMesh landmarks
 on the HR face and on the bicubic upscale of each LR face (what the model gets, as on a device). 4,800 faces at 128 px
 take ~240 MB, so holding them in memory keeps the training loop free of JPEG decoding.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge_affectsr.distill.data.camera import CameraDegradation, degrade_face
+from edge_affectsr.runtime.degradation import CameraDegradation, degrade_face
 from edge_affectsr.distill.data.landmarks import LandmarkCache
 from edge_affectsr.distill.data.readers import FaceDataError, FaceRecord, read_image
 from edge_affectsr import protocol

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from edge_affectsr.distill.data.dataset import FaceSRDataset, prepare_faces, to_tensor_image, to_uint8_image
-from edge_affectsr.distill.data.camera import PRESETS, degrade_face
+from edge_affectsr.runtime.degradation import PRESETS, degrade_face
 from edge_affectsr.distill.data.landmarks import LandmarkCache, image_key
 from edge_affectsr.distill.data.readers import face_set
 from edge_affectsr import landmark_graph, protocol

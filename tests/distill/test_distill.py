@@ -12,7 +12,7 @@ import yaml
 
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.checkpoints import CheckpointError, load_checkpoint
-from edge_affectsr.distill.data.camera import PRESETS
+from edge_affectsr.runtime.degradation import PRESETS
 from edge_affectsr.distill.data.dataset import FaceSRDataset, prepare_faces, to_uint8_image
 from edge_affectsr.distill.data.readers import FaceRecord
 from edge_affectsr.distill.torch_backend import TorchBackend

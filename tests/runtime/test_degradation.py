@@ -1,4 +1,4 @@
-"""The camera degradation model (distill/data/camera.py): seeded, ordered as a camera works, and
+"""The camera degradation model (edge_affectsr/runtime/degradation.py): seeded, ordered as a camera works, and
 resampled to the LR grid the way the device's aligner does."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_affectsr import protocol
-from edge_affectsr.distill.data.camera import (GRID_CELLS, GRID_SIZES, PRESETS, CameraDegradation, degrade_face, h264, jpeg,
+from edge_affectsr.runtime.degradation import (GRID_CELLS, GRID_SIZES, PRESETS, CameraDegradation, degrade_face, h264, jpeg,
                                                parse_degradation, to_lr_grid)
 from edge_affectsr.metrics import psnr
 from edge_affectsr.runtime.align import Aligner

@@ -20,6 +20,10 @@ camera faces. A camera does, in this order (Real-ESRGAN's "second-order" model i
 Every random choice comes from ``numpy.random.default_rng([seed, index])``: a face's degraded LR
 (and so its cached landmarks) is the same in every epoch and every run. Sizes are in pixels of the
 small crop (blur sigma, motion length), as a lens's point spread is measured against the sensor.
+
+Why in the runtime layer: training and ``eval`` (distill), int8 calibration (convert) and the device
+path's ``camera-eval`` all render faces with this one model. It needs OpenCV and, for H.264 only,
+PyAV (in the ``[distill]`` and ``[convert]`` extras; a device install without it gets a clear error).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_affectsr import protocol
+from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.align import warp_crop
 
 Range = tuple[float, float]
@@ -207,7 +212,10 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
 def h264(rgb: np.ndarray, crf: int) -> np.ndarray:
     """H.264 round trip with libx264 (PyAV) at constant rate factor ``crf``, yuv420p as camera streams are;
     the crop is padded to even sides (4:2:0 needs them) by edge replication and cut back after decoding."""
-    import av  # in the [distill] extra; imported here so that importing this module stays light
+    try:
+        import av  # imported here: importing this module stays light, and a device install may not have it
+    except ImportError:
+        raise UserError("H.264 degradation needs PyAV: pip install av (it is in the [distill] and [convert] extras)") from None
 
     h, w = rgb.shape[:2]
     padded = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
