@@ -59,7 +59,13 @@ class Evaluate:
         p.add_argument("--model", action="append", help=f"checkpoint path or shipped name; repeatable (default: {DEFAULT_MODEL})")
         p.add_argument("--data", type=Path, help="folder of HR faces, or one face photo (default: the built-in face)")
         p.add_argument("--scale", type=int, default=4, choices=(4, 8))
-        p.add_argument("--limit", type=int, help="use only the first N faces")
+        p.add_argument("--limit", type=int, help="use at most N faces (after --stride/--offset)")
+        p.add_argument("--stride", type=int, default=1, help="use every Nth face (default: 1; keeps every class of a labelled set)")
+        p.add_argument("--offset", type=int, default=0, help="start at face N (default: 0)")
+        p.add_argument("--degradation", action="append", metavar="PRESET[:SIZE]",
+                       help="how the LR faces are made: clean (the protocol, default), a camera preset (lens, jpeg, h264, camera, "
+                            "camera-hard) at a face-crop side in px, e.g. jpeg:24, or grid (clean + lens/jpeg/h264 at 32, 24, 16 px); "
+                            "repeatable: one table per cell and a summary (docs/camera.md)")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
         p.add_argument("--grid", type=Path, help="write a picture LR | bicubic | models | HR here (PNG)")
         p.add_argument("--markdown", type=Path, help="also write the table here")
@@ -75,18 +81,37 @@ class Evaluate:
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.builtin_face import FACE_PATH
-        from edge_affectsr.distill.evaluate import draw_grid, evaluate, tables
-        from edge_affectsr.reports import write_json, write_text
+        from edge_affectsr.distill.camera_benchmark import expand
+        from edge_affectsr.runtime.degradation import parse_degradation
 
         data, models = args.data or FACE_PATH, args.model or [DEFAULT_MODEL]
         choices = ["bicubic", *models]
         if args.paired is not None and args.paired not in choices:
             raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")
-        report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, args.limit,
-                                                             mean_landmarks=args.mean_landmarks, seeds=args.seeds)
-        table = tables(report, None if args.paired is None else choices.index(args.paired), args.seeds)
+        if args.stride < 1 or args.offset < 0:
+            raise UserError("--stride must be at least 1 and --offset at least 0")
+        try:
+            specs = expand(args.degradation or ["clean"])
+            for spec in specs:
+                parse_degradation(spec)
+        except ValueError as e:
+            raise UserError(f"--degradation: {e}") from None
+        paired = None if args.paired is None else choices.index(args.paired)
+        if len(specs) == 1:
+            return self._one_cell(args, data, models, specs[0], paired)
+        return self._cells(args, data, models, specs, paired)
+
+    def _options(self, args: argparse.Namespace) -> dict:
+        return dict(limit=args.limit, stride=args.stride, offset=args.offset, mean_landmarks=args.mean_landmarks, seeds=args.seeds)
+
+    def _one_cell(self, args: argparse.Namespace, data: Path, models: list[str], spec: str, paired: int | None) -> int:
+        from edge_affectsr.distill.evaluate import draw_grid, evaluate, tables
+        from edge_affectsr.reports import write_json, write_text
+
+        report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, degradation=spec, **self._options(args))
+        table = tables(report, paired, args.seeds)
         found = "mean face shape for every face" if args.mean_landmarks else f"FaceMesh found {report['landmarks_found_lr']} on LR"
-        print(f"\n{report['faces']} faces from {data}, x{args.scale} "
+        print(f"\n{report['faces']} faces from {data}, x{args.scale}, LR: {report['degradation']} "
               f"({found}; agreement = top-1 expression of SR equals HR's)\n")
         print(table)
         if args.json:
@@ -95,6 +120,26 @@ class Evaluate:
             write_text(args.markdown, table + "\n")
         if args.grid:
             draw_grid(faces, images, hr_labels, names, args.grid)
+            print(f"picture: {args.grid}")
+        return 0
+
+    def _cells(self, args: argparse.Namespace, data: Path, models: list[str], specs: list[str], paired: int | None) -> int:
+        from edge_affectsr.distill.camera_benchmark import draw_cells, evaluate_cells, summary_table
+        from edge_affectsr.distill.evaluate import tables
+        from edge_affectsr.reports import write_json, write_text
+
+        results = evaluate_cells(models, data, args.scale, specs, **self._options(args))
+        reports = [r[0] for r in results]
+        sections = [f"### {rep['degradation']} ({rep['faces']} faces, FaceMesh found {rep['landmarks_found_lr']} on LR)\n\n"
+                    + tables(rep, paired, args.seeds) for rep in reports]
+        summary = summary_table(reports)
+        print(f"\n{reports[0]['faces']} faces from {data}, x{args.scale}, {len(specs)} LR conditions\n\n{summary}")
+        if args.json:
+            write_json(args.json, {"cells": reports})
+        if args.markdown:
+            write_text(args.markdown, "\n\n".join([summary, *sections]) + "\n")
+        if args.grid:
+            draw_cells(results, args.grid)
             print(f"picture: {args.grid}")
         return 0
 

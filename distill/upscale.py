@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from edge_affectsr import protocol
 from edge_affectsr.distill.data.landmarks import LandmarkCache
 from edge_affectsr.distill.data.readers import find_images, read_image
-from edge_affectsr import protocol
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.backend import load_model
 

@@ -18,11 +18,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from edge_affectsr import protocol
 from edge_affectsr.distill.archs.depth_to_space import depth_to_space_dcr
 from edge_affectsr.distill.archs.output import SROutput
 from edge_affectsr.distill.archs.registry import ARCH_REGISTRY
 from edge_affectsr.distill.archs.student_graph import LandmarkGraph, LandmarkPrior
-from edge_affectsr import protocol
 
 
 class StudentConfig(BaseModel):

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_affectsr.distill.archs.dense_gcn import DenseGCNLayer
 from edge_affectsr import landmark_graph
+from edge_affectsr.distill.archs.dense_gcn import DenseGCNLayer
 
 
 class LandmarkGraph(nn.Module):

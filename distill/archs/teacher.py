@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edge_affectsr.distill.archs.output import SROutput
+from edge_affectsr import landmark_graph
 from edge_affectsr.distill.archs.fusion import SplitAttentionFusion
 from edge_affectsr.distill.archs.graph import LandmarkGCN, LandmarkHead, NodeEncoder, splat_to_grid
+from edge_affectsr.distill.archs.output import SROutput
 from edge_affectsr.distill.archs.registry import ARCH_REGISTRY
 from edge_affectsr.distill.archs.rrdb import RRDB, PixelShuffleUpsampler
-from edge_affectsr import landmark_graph
 
 
 class TeacherConfig(BaseModel):

@@ -47,6 +47,7 @@ class CameraDegradation(BaseModel):
     """The parameters of :func:`degrade_face`; every range is sampled uniformly per face."""
 
     model_config = ConfigDict(extra="forbid")
+    clean_p: float = Field(0.0, ge=0, le=1, description="share of faces left under the clean protocol (bicubic to the LR size)")
     crop_px: tuple[int, int] = Field((12, 40), description="side of the face crop in the frame, px (min, max)")
     blur_p: float = Field(0.9, ge=0, le=1, description="probability of lens blur")
     blur_sigma: Range = Field((0.3, 1.2), description="Gaussian sigma in small-crop px")
@@ -86,7 +87,7 @@ class CameraDegradation(BaseModel):
 # deliberately narrower than the training mixtures: a model is scored on camera conditions, not on
 # the exact recipe it was trained with.
 PRESETS: dict[str, CameraDegradation] = {
-    "camera": CameraDegradation(),
+    "camera": CameraDegradation(clean_p=0.1),
     "camera-hard": CameraDegradation(crop_px=(12, 32), blur_sigma=(0.4, 1.6), read_sigma=(2.0, 12.0), shot_peak=(40.0, 500.0),
                                      jpeg_quality=(20, 70), h264_crf=(28, 42), second_round_p=0.3),
     "lens": CameraDegradation(blur_p=1.0, blur_sigma=(0.6, 1.0), anisotropic_p=0.0, motion_p=0.0, resample=["area"],
@@ -121,6 +122,8 @@ def parse_degradation(spec: str) -> tuple[str, CameraDegradation | None]:
 def degrade_face(hr: np.ndarray, cfg: CameraDegradation, lr_size: int, seed: int, index: int) -> np.ndarray:
     """HR face crop uint8 RGB ``[128, 128, 3]`` -> the LR face a camera would give the model, ``[lr_size, lr_size, 3]``."""
     rng = np.random.default_rng([seed, index])
+    if rng.random() < cfg.clean_p:
+        return protocol.resize(hr, lr_size)
     side = int(rng.integers(cfg.crop_px[0], cfg.crop_px[1] + 1))
     small = _one_round(hr.astype(np.float32), cfg, rng, side, first=True)
     if rng.random() < cfg.second_round_p:
@@ -232,3 +235,49 @@ def h264(rgb: np.ndarray, crf: int) -> np.ndarray:
     with av.open(buf, "r", format="h264") as inp:
         frame = next(inp.decode(video=0)).to_ndarray(format="rgb24")
     return frame[:h, :w]
+
+
+# --- A face staged small in a whole camera frame (camera-eval --small) ---------------------------
+# The same model as degrade_face, split where a real camera splits it: the optics and the sampling
+# act on the face (steps 1-2, render_crop), the sensor and the encoder on the whole frame the face
+# is in (steps 3-5, degrade_frame), so the background, the face's surround and the codec's blocks
+# around it are degraded too. ``clean_p`` does not apply: a frame has no protocol path.
+
+
+def render_crop(hr: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator) -> np.ndarray:
+    """Steps 1-2: lens blur at the scene's scale, then resampling to a side drawn from ``cfg.crop_px``.
+    HR crop uint8 RGB ``[128, 128, 3]`` -> float32 ``[side, side, 3]``, not rounded yet (the frame's
+    noise comes first)."""
+    side = int(rng.integers(cfg.crop_px[0], cfg.crop_px[1] + 1))
+    img = hr.astype(np.float32)
+    if rng.random() < cfg.blur_p:
+        img = _lens_blur(img, cfg, rng, img.shape[0] / side, 1.0)
+    method = RESAMPLERS[cfg.resample[int(rng.integers(len(cfg.resample)))]]
+    return cv2.resize(img, (side, side), interpolation=method)
+
+
+def degrade_frame(frame: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator) -> np.ndarray:
+    """Steps 3-5 on a whole RGB frame (float or uint8, any size): sensor noise, JPEG or H.264, and
+    with ``cfg.second_round_p`` a milder blur/noise/compression round (sigmas at the frame's scale). -> uint8."""
+    out = _noise_and_codec(frame.astype(np.float32), cfg, rng, first=True)
+    if rng.random() < cfg.second_round_p:
+        img = out.astype(np.float32)
+        if rng.random() < cfg.blur_p:
+            img = _lens_blur(img, cfg, rng, 1.0, 0.5)
+        out = _noise_and_codec(img, cfg, rng, first=False)
+    return out
+
+
+def _noise_and_codec(img: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator, first: bool) -> np.ndarray:
+    """The sensor and encoder half of :func:`_one_round` (same draws, same order); float in, uint8 out."""
+    if rng.random() < cfg.noise_p:
+        img = _sensor_noise(img, cfg, rng, 1.0 if first else 0.5)
+    out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    codec = rng.random()
+    if codec < cfg.jpeg_p:
+        lo, hi = cfg.jpeg_quality
+        out = jpeg(out, int(rng.integers(lo, hi + 1)) if first else int(rng.integers((lo + hi) // 2, hi + 1)))
+    elif codec < cfg.jpeg_p + cfg.h264_p:
+        lo, hi = cfg.h264_crf
+        out = h264(out, int(rng.integers(lo, hi + 1)) if first else int(rng.integers(lo, (lo + hi) // 2 + 1)))
+    return out

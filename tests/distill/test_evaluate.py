@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from edge_affectsr import protocol
 from edge_affectsr.distill.archs.complexity import count_macs, count_params
 from edge_affectsr.distill.evaluate import evaluate, markdown_table, paired_table
 from edge_affectsr.distill.upscale import upscale_folder
-from edge_affectsr import protocol
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.backend import load_model
 

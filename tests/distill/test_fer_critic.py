@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
+from edge_affectsr import assets
 from edge_affectsr.distill.archs.fer_critic import FERCritic, build_fer_critic
 from edge_affectsr.distill.archs.keras_mini_xception import load_mini_xception
 from edge_affectsr.distill.archs.mini_xception import MiniXception, tf_same_pad
-from edge_affectsr import assets
 
 # expressions/ folder -> FER2013 class (contempt has no FER2013 counterpart)
 FER_LABEL = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_affectsr.distill.data.landmarks import LandmarkCache, image_key
 from edge_affectsr import landmark_graph, protocol
+from edge_affectsr.distill.data.landmarks import LandmarkCache, image_key
 
 
 @pytest.fixture(scope="module")

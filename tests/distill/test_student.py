@@ -10,13 +10,13 @@ import torch
 from torch import nn
 from torch_geometric.nn import GCNConv
 
-from edge_affectsr.distill.archs.dense_gcn import DenseGCNLayer
+from edge_affectsr import landmark_graph, protocol
 from edge_affectsr.distill.archs.complexity import count_macs, count_params
+from edge_affectsr.distill.archs.dense_gcn import DenseGCNLayer
 from edge_affectsr.distill.archs.depth_to_space import depth_to_space_dcr
 from edge_affectsr.distill.archs.student import StudentConfig, StudentSR
 from edge_affectsr.distill.archs.student_graph import mean_shape_splat
 from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
-from edge_affectsr import landmark_graph, protocol
 
 from conftest import shipped_student_model
 

@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_affectsr import landmark_graph
+from edge_affectsr.device.inference.guard import canonical_detection
 from edge_affectsr.runtime.align import AlignConfig, Aligner, similarity_transform, transform_points, warp_crop
 from edge_affectsr.runtime.detect import MODEL_NAME as DETECTOR_NAME
 from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector, mediapipe_model_path
-from edge_affectsr.device.inference.guard import canonical_detection
 from edge_affectsr.runtime.landmarks import MODEL_NAME as LANDMARK_NAME
 from edge_affectsr.runtime.landmarks import FaceLandmarker
-from edge_affectsr import landmark_graph
 
 LR = 32
 POSES = [(1.0, 0.0, (320, 240)), (1.6, 12.0, (300, 250)), (0.8, -15.0, (200, 200)), (2.2, 5.0, (330, 240))]

@@ -83,3 +83,11 @@ def test_grid_cells_parse_and_bad_specs_are_refused():
         CameraDegradation(jpeg_p=0.7, h264_p=0.5)
     with pytest.raises(ValueError, match="above max"):
         CameraDegradation(crop_px=(30, 20))
+
+
+def test_clean_share_keeps_the_protocol_lr(hr):
+    always_clean = PRESETS["camera"].model_copy(update={"clean_p": 1.0})
+    np.testing.assert_array_equal(degrade_face(hr, always_clean, 32, 0, 3), protocol.make_lr(hr, 4))
+    renders = [degrade_face(hr, PRESETS["camera"], 32, 0, i) for i in range(60)]
+    clean = sum(np.array_equal(r, protocol.make_lr(hr, 4)) for r in renders)
+    assert 1 <= clean <= 15  # about 10 % of faces stay clean in the training mixture

@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_affectsr import landmark_graph
 from edge_affectsr.runtime.detect import MODEL_NAME as DETECTOR_NAME
 from edge_affectsr.runtime.detect import Detection, DetectorConfig, FaceDetector, mediapipe_model_path
 from edge_affectsr.runtime.landmarks import (
     MODEL_NAME, FaceLandmarker, LandmarkConfig, fill_iris, roi_from_detection,
 )
-from edge_affectsr import landmark_graph
 
 WIDTH = 200  # pasted width of a 178x218 CelebA aligned face
 ORIGINS = [(40, 60), (250, 200), (400, 20)]
