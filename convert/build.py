@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_affectsr import landmark_graph
+from edge_affectsr.assets import sha256_file
+from edge_affectsr.bundle import Golden, Preprocessing, staging_dir, write_bundle
 from edge_affectsr.convert.calibration import FaceSet, load_calibration, load_verification
 from edge_affectsr.convert.export import load_student
 from edge_affectsr.convert.formats import (ExportContext, Format, model_entries, run_checks, select, third_party_text,
@@ -26,10 +29,8 @@ from edge_affectsr.convert.tflite_inspect import inspect_tflite
 from edge_affectsr.convert.verify import markdown, verify
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.checkpoints import total_iterations
-from edge_affectsr import landmark_graph
-from edge_affectsr.assets import sha256_file
-from edge_affectsr.bundle import Golden, Preprocessing, staging_dir, write_bundle
 from edge_affectsr.errors import UserError
+from edge_affectsr.runtime.degradation import parse_degradation
 from edge_affectsr.runtime.sr import TFLiteSR
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,16 @@ def check_output(out: Path) -> None:
 
 
 def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "all", val_dir: Path | None = None,
-                 verify_faces: int = 200, force: bool = False, name: str = "bundle-x4") -> dict:
+                 verify_faces: int = 200, force: bool = False, name: str = "bundle-x4", degradation: str = "clean") -> dict:
     """Convert, verify and write the bundle ``out``; the report (``manifest``, ``gates``, ``table``
     and the ``checks`` ``target`` wants) is returned. UserError when a gate fails: nothing written."""
     rows = select(target)
     check_output(out)
     student, ckpt = load_student(checkpoint)
     cfg = student.cfg
-    calib = load_calibration(calib_dir, cfg.scale, cfg.landmark_subset, force=force)
-    val = calib if val_dir is None else load_verification(val_dir, cfg.scale, cfg.landmark_subset, verify_faces)
+    label, camera = parse_degradation(degradation)
+    calib = load_calibration(calib_dir, cfg.scale, cfg.landmark_subset, force=force, degradation=camera)
+    val = calib if val_dir is None else load_verification(val_dir, cfg.scale, cfg.landmark_subset, verify_faces, camera)
     stage = staging_dir(out)
     try:
         with tempfile.TemporaryDirectory() as work:
@@ -75,7 +77,8 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
             files = {fmt.key: try_export(fmt, ctx, stage) for fmt in rows}
         (stage / "THIRD_PARTY.md").write_text(third_party_text(rows))
         report = _verify(stage, rows, files, ctx, val, verify_faces, target)
-        (stage / "report.md").write_text(f"# {name} verification\n\n{report['table']}\n")
+        report["verification"]["degradation"] = label  # what the calibration and verification faces went through
+        (stage / "report.md").write_text(f"# {name} verification (LR: {label})\n\n{report['table']}\n")
         if not all(g["passed"] for g in report["gates"].values()):
             raise UserError("a verification gate failed; no bundle written:\n\n" + report["table"])
         manifest = _manifest(name, target, checkpoint, ckpt, rows, ctx, report)

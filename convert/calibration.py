@@ -6,6 +6,11 @@ quantisation ranges are fitted to the LR crops and landmarks the int8 model will
 Verification faces (``convert --val``) follow the evaluation protocol instead (LR = bicubic
 downsample, FaceMesh on its upscale, mean shape where none), so the conversion table compares with
 ``eval``'s numbers; without ``--val`` the calibration faces are verified as the device saw them.
+
+With a camera degradation (``convert --degradation camera``) the LR of each calibration face is the
+camera model's rendering of its aligned HR crop (``edge_affectsr/runtime/degradation.py``), so the
+int8 ranges are fitted to the blurred, noisy, compressed faces a camera-robust model will see; the
+verification faces get the same model (other draws), so the gates judge int8 where it will run.
 """
 
 from __future__ import annotations
@@ -18,20 +23,22 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from edge_affectsr import protocol
+from edge_affectsr.distill.data.dataset import prepare_faces
+from edge_affectsr.distill.data.readers import face_set, read_image
+from edge_affectsr.errors import UserError
+from edge_affectsr.landmark_graph import subset_nodes
 from edge_affectsr.runtime.align import Aligner
+from edge_affectsr.runtime.degradation import CameraDegradation, degrade_face
 from edge_affectsr.runtime.detect import MODEL_NAME as DETECTOR_NAME
 from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector, mediapipe_model_path
 from edge_affectsr.runtime.frames import paste
 from edge_affectsr.runtime.landmarks import MODEL_NAME as LANDMARK_NAME
 from edge_affectsr.runtime.landmarks import FaceLandmarker
-from edge_affectsr.distill.data.dataset import prepare_faces
-from edge_affectsr.distill.data.readers import face_set, read_image
-from edge_affectsr import protocol
-from edge_affectsr.errors import UserError
-from edge_affectsr.landmark_graph import subset_nodes
 
 log = logging.getLogger(__name__)
 MIN_FACES = 200
+CALIB_SEED, VERIFY_SEED = 7_000_001, 7_000_002  # camera draws of calibration / verification faces
 
 
 class CalibrationError(UserError):
@@ -55,7 +62,8 @@ def _records(folder: Path, limit: int) -> list:
         raise CalibrationError(f"face folder {folder}: {e}") from None
 
 
-def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, force: bool = False) -> FaceSet:
+def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, force: bool = False,
+                     degradation: CameraDegradation | None = None) -> FaceSet:
     """Up to ``limit`` faces from ``folder`` through the device path; fewer than MIN_FACES usable
     ones (readable, face and landmarks found) is an error unless ``force``: a thin calibration set
     silently costs int8 quality."""
@@ -81,14 +89,16 @@ def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, fo
         raise CalibrationError(f"no usable calibration face in {folder}")
     log.info("calibration: %d usable faces of %d (%d unreadable; the rest: no face or landmarks)",
              len(faces), len(records), unreadable)
-    return FaceSet(img=np.stack([f.lr for f in faces]).astype(np.float32) / 255.0,
+    lr = [f.lr if degradation is None else degrade_face(f.hr, degradation, aligner.lr_size, CALIB_SEED, i)
+          for i, f in enumerate(faces)]
+    return FaceSet(img=np.stack(lr).astype(np.float32) / 255.0,
                        lm=np.stack([f.landmarks for f in faces]).astype(np.float32),
                        hr=np.stack([f.hr for f in faces]), usable=len(faces))
 
 
-def load_verification(folder: Path, scale: int, subset: str, limit: int) -> FaceSet:
-    """Up to ``limit`` faces under the evaluation protocol, every readable one (mean shape where
-    FaceMesh found none), as ``eval`` scores them."""
-    faces = prepare_faces(_records(folder, limit), scale, desc="verification faces")
+def load_verification(folder: Path, scale: int, subset: str, limit: int, degradation: CameraDegradation | None = None) -> FaceSet:
+    """Up to ``limit`` faces under the evaluation protocol (or the camera model), every readable one
+    (mean shape where FaceMesh found none), as ``eval`` scores them."""
+    faces = prepare_faces(_records(folder, limit), scale, degradation=degradation, seed=VERIFY_SEED, desc="verification faces")
     return FaceSet(img=faces.lr.astype(np.float32) / 255.0, lm=faces.lm_lr[:, subset_nodes(subset)].astype(np.float32),
                        hr=faces.hr, usable=int(faces.found_lr.sum()))

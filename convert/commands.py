@@ -25,7 +25,10 @@ class Convert:
                        "and checked): " + "; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
         p.add_argument("--val", type=Path, help="faces to verify on, under the eval protocol (default: the calibration "
                        "faces as the device prepared them)")
-        p.add_argument("--verify-faces", type=int, default=200, help="how many faces to verify on")
+        p.add_argument("--verify-faces", type=int, default=200, help="how many faces to verify on (default: 200)")
+        p.add_argument("--degradation", default="clean", metavar="PRESET[:SIZE]",
+                       help="render calibration and verification LR faces with the camera model (e.g. camera), as a "
+                            "camera-robust model will see them (default: clean, the protocol; see eval --degradation)")
         p.add_argument("--force", action="store_true", help="accept fewer than 200 calibration faces")
         p.add_argument("--name", default="bundle-x4", help="model name written into the manifest")
 
@@ -34,12 +37,17 @@ class Convert:
         from edge_affectsr.convert.build import build_bundle
         from edge_affectsr.errors import UserError
         from edge_affectsr.models import resolve_model
+        from edge_affectsr.runtime.degradation import parse_degradation
 
         if args.verify_faces < 1:
             raise UserError("--verify-faces must be at least 1")
+        try:
+            parse_degradation(args.degradation)
+        except ValueError as e:
+            raise UserError(f"--degradation: {e}") from None
 
         report = build_bundle(resolve_model(args.checkpoint), args.calib, args.out, args.target, args.val,
-                              args.verify_faces, args.force, args.name)
+                              args.verify_faces, args.force, args.name, args.degradation)
         print(report["table"] + "\n")
         if tpu := report["checks"].get("edgetpu"):
             print(f"Edge TPU (documented rules): {tpu['ops_mapped']}/{tpu['ops_total']} ops mapped; on CPU: "

@@ -90,3 +90,22 @@ def test_a_failing_gate_writes_no_bundle(faces, tmp_path, monkeypatch, caplog):
     assert re.search(r"\| int8 PSNR within -1 dB of fp32 \(ai-edge-litert\) \| \*\*NO\*\* \|", str(err.value))
     assert not out.exists() and not list(tmp_path.glob(".bundle.*"))  # nothing written, the staging folder gone
     assert re.findall(r"(\w+): done in", caplog.text) == ["sr_int8", "fer_int8", "face_detector", "face_landmark"]
+
+
+def test_camera_calibration_renders_each_aligned_face_with_the_camera_model(faces, tmp_path):
+    """convert --degradation: the calibration LR of each face is the camera model's rendering of the
+    same aligned HR crop the device path produced (its landmarks unchanged), seeded per face."""
+    import numpy as np
+
+    from edge_affectsr.convert.calibration import CALIB_SEED, load_calibration
+    from edge_affectsr.runtime.degradation import PRESETS, degrade_face
+
+    cfg = PRESETS["jpeg"].at_size(24)
+    clean = load_calibration(faces, 4, "contours", force=True)
+    camera = load_calibration(faces, 4, "contours", force=True, degradation=cfg)
+    assert camera.usable == clean.usable == 8
+    np.testing.assert_array_equal(camera.hr, clean.hr)
+    np.testing.assert_array_equal(camera.lm, clean.lm)
+    for i in range(camera.usable):
+        np.testing.assert_array_equal(np.round(camera.img[i] * 255).astype(np.uint8), degrade_face(camera.hr[i], cfg, 32, CALIB_SEED, i))
+    assert np.abs(camera.img - clean.img).mean() > 0.02
