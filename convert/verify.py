@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edge_affectsr import metrics
 from edge_affectsr.convert.gates import measure_verification
 from edge_affectsr.convert.runners import run_all
 from edge_affectsr.distill.archs.fer_critic import FERCritic
 from edge_affectsr.distill.data.dataset import to_tensor_image, to_uint8_image
 from edge_affectsr.distill.evaluate import critic_probs
-from edge_affectsr import metrics
 from edge_affectsr.runtime.backend import load_model
 from edge_affectsr.runtime.interpreter import available_runtimes
 

@@ -111,8 +111,9 @@ class Evaluate:
         report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, degradation=spec, **self._options(args))
         table = tables(report, paired, args.seeds)
         found = "mean face shape for every face" if args.mean_landmarks else f"FaceMesh found {report['landmarks_found_lr']} on LR"
+        labelled = "" if report["hr_fer_accuracy"] is None else f"; the critic's FER accuracy on HR: {report['hr_fer_accuracy']:.3f}"
         print(f"\n{report['faces']} faces from {data}, x{args.scale}, LR: {report['degradation']} "
-              f"({found}; agreement = top-1 expression of SR equals HR's)\n")
+              f"({found}; agreement = top-1 expression of SR equals HR's{labelled})\n")
         print(table)
         if args.json:
             write_json(args.json, report)

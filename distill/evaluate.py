@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from edge_affectsr.distill.archs.fer_critic import FERCritic, build_fer_critic
 from edge_affectsr.distill.data.dataset import FaceArrays, prepare_faces, to_tensor_image
-from edge_affectsr.distill.data.readers import face_set
+from edge_affectsr.distill.data.readers import expression_set, face_set, is_expression_set
 from edge_affectsr import landmark_graph, metrics
 from edge_affectsr.errors import UserError
 from edge_affectsr.assets import FER_CLASSES
@@ -30,7 +30,7 @@ COLUMNS = [("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("psnr_y", "PSNR-Y (dB
            ("ms_per_face", "ms/face", 2), ("fer_accuracy", "FER acc.", 3)]
 EVAL_SEED = 20_251_128  # every eval draws each face's camera degradation with this seed: all models see the same LR
 # the expression set's folder names -> the critic's classes (contempt has none: left out of FER accuracy)
-LABEL_NAMES = {"anger": "angry", "sadness": "sad"}
+LABEL_NAMES = {"anger": "angry", "sadness": "sad", "happiness": "happy"}
 SPREAD = ("psnr", "agreement", "kl", "ecm")  # the columns whose seed-to-seed range is reported
 SEED_SUFFIX = re.compile(r"-s(\d+)$")
 
@@ -94,7 +94,7 @@ def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None
     the faces are every ``stride``-th from ``offset`` (a class-per-folder set keeps every class), at most ``limit``."""
     label, camera = parse_degradation(degradation)
     backends = backends or load_backends(models, scale, seeds)
-    records = face_set(data, split="val")[offset::stride][:limit]
+    records = (expression_set(data) if is_expression_set(data) else face_set(data, split="val"))[offset::stride][:limit]
     faces = prepare_faces(records, scale, degradation=camera, seed=EVAL_SEED, desc=f"eval faces ({label})")
     if mean_landmarks:
         faces = with_mean_landmarks(faces)
@@ -126,7 +126,8 @@ def fer_labels(names: list[str | None]) -> np.ndarray | None:
     e.g. contempt); None for an unlabelled set."""
     if not names or any(n is None for n in names):
         return None
-    return np.array([FER_CLASSES.index(LABEL_NAMES.get(n, n)) if LABEL_NAMES.get(n, n) in FER_CLASSES else -1 for n in names])
+    classes = [LABEL_NAMES.get(n.lower(), n.lower()) for n in names]
+    return np.array([FER_CLASSES.index(c) if c in FER_CLASSES else -1 for c in classes])
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray | None) -> float | None:

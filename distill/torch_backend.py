@@ -1,6 +1,6 @@
 """The ``.pt`` SR backend: a teacher or student checkpoint run with torch on the CPU.
 
-Registered under the ``edge_affectsr.backends`` entry-point group (pyproject.toml), so the core's
+Registered under the ``edge_affectsr.backends`` entry-point group (pyproject.toml), so the runtime's
 ``edge_affectsr.runtime.backend.load_model`` opens checkpoints without importing torch itself; the
 call is the one every backend has: ``lr`` uint8 ``[B, h, w, 3]``, landmarks ``[B, 478, 2]``
 (normalised, found on the bicubic upscale of ``lr``), ``found`` bool ``[B]`` -> SR uint8

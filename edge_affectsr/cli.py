@@ -9,6 +9,7 @@ top, so ``--help`` stays fast and works without the stage's extras installed.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 from importlib.metadata import entry_points
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError as e:
             cls = _missing_extra(ep.name, e)
         cmd = cls()
-        p = sub.add_parser(ep.name, help=cmd.help, description=cls.__doc__ or cmd.help,
+        p = sub.add_parser(ep.name, help=cmd.help, description=inspect.cleandoc(cls.__doc__ or cmd.help),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         cmd.add_arguments(p)
         p.set_defaults(_command=cmd)

@@ -1,7 +1,8 @@
 """Shipped models and how every command resolves a model reference.
 
-A reference is either a path (a checkpoint ``.pt``, a ``.tflite`` file or a bundle folder) or the
-name of a model shipped inside this package (``teacher-x4``, ``student-x4``, ``bundle-x4``, ...).
+A reference is either a path (a checkpoint ``.pt``, an ``.onnx`` export, a ``.tflite`` file or a
+bundle folder) or the name of a model shipped inside this package (``teacher-x4``, ``student-x4``,
+``bundle-x4``, ...).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ SHIPPED_DIR = Path(__file__).parent / "models"
 SHIPPED = {
     "teacher-x4": "teacher-x4.pt",
     "teacher-x4-ablation": "teacher-x4-ablation.pt",  # no graph branch, no expression term
-    "student-x4": "student-x4.pt",  # the distilled edge student (convert's input)
-    "student-x4-nodistill": "student-x4-nodistill.pt",  # control: the same student, ground truth only
-    "student-x4-nograph": "student-x4-nograph.pt",  # control: distilled, no landmark branch
+    "student-x4": "student-x4.pt",  # the camera-robust edge student (convert's input; docs/camera.md)
     "bundle-x4": "bundle-x4",  # a model bundle folder (convert's output), run by the device daemon
+    # trained on the clean protocol only (docs/students.md), kept for comparison
+    "student-x4-clean": "student-x4-clean.pt",
+    "student-x4-nodistill-clean": "student-x4-nodistill-clean.pt",  # control: the same student, ground truth only
+    "student-x4-nograph-clean": "student-x4-nograph-clean.pt",  # control: distilled, no landmark branch
+    "bundle-x4-clean": "bundle-x4-clean",
 }
 
 

@@ -1,4 +1,4 @@
-"""One rank of the DDP smoke test in tests/test_training.py (not a test module itself).
+"""One rank of the DDP smoke test in tests/distill/test_training.py (not a test module itself).
 
 Usage (environment from the launcher: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT):
     python tests/_ddp_worker.py FACES.npz OUT_DIR WEIGHTS_DIR ITERATIONS
@@ -19,8 +19,8 @@ import torch.distributed as dist
 
 from edge_affectsr.distill.archs.teacher import AffectSRNet, TeacherConfig
 from edge_affectsr.distill.data.dataset import FaceArrays, FaceSRDataset
-from edge_affectsr.distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
 from edge_affectsr.distill.train_config import TrainConfig
+from edge_affectsr.distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
 from edge_affectsr.distill.training import Run, Trainer
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)

@@ -25,7 +25,7 @@ and goes through these steps, each of which either finishes or leaves the target
    remove the new release; on success keep the newest ``--keep`` releases, never deleting the
    current or the previous one (the rollback target).
 
-Every failure the user can fix is a :class:`~device.flash.errors.FlashError` with a one-line
+Every failure the user can fix is a :class:`~edge_affectsr.device.flash.errors.FlashError` with a one-line
 message. One flash per target at a time. The targets: ``flash/local.py`` (a folder here) and
 ``flash/ssh.py`` (a folder on another machine, over the system ssh).
 """

@@ -16,6 +16,14 @@ So the guard does not ask the SR output to agree with bicubic; it asks it to sta
 top-1 as bicubic) is reported for information. With ``fallback_to_bicubic`` the bicubic image is
 reported instead of an output that failed.
 
+A face FaceMesh rejected (aligned from the detector's keypoints, ``found=False``: its landmarks are
+the mean shape, not its own) has no input landmarks to compare with, so its landmark check is not
+made: ``landmark_error`` is NaN (``null`` in the event, whose ``landmarks: keypoints`` says why) and
+the verdict rests on plausibility and KL. Neither stand-in reference works (camera-eval --small,
+lens:32 / jpeg:24 / h264:24, 25 / 50 / 52 such faces): the clean HR crop itself is 0.28-0.31
+inter-ocular distances from the mean shape (every output would fail 0.10), and FaceMesh finds a
+face in the bicubic upscale of 0-2 % of them (in the SR output of 12-40 %, in the HR crop of 88-96 %).
+
 FaceMesh runs on the 128x128 SR image as if it were a frame holding one detected face: the
 detection is the *canonical* one for an aligned crop (BlazeFace's mean box and keypoints on
 CelebA-aligned crops, measured once on 50 CelebA val faces), because the crop is aligned to the
@@ -41,18 +49,15 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_affectsr.runtime.critic import FerCritic
-from edge_affectsr.runtime.detect import Detection
-from edge_affectsr.device.reporting.events import Guard
-from edge_affectsr.runtime.landmarks import FaceLandmarker
 from edge_affectsr import landmark_graph
+from edge_affectsr.device.reporting.events import Guard
 from edge_affectsr.metrics import kl_divergence
 from edge_affectsr.protocol import bicubic_up
+from edge_affectsr.runtime.align import CANONICAL_BOX, CANONICAL_KEYPOINTS
+from edge_affectsr.runtime.critic import FerCritic
+from edge_affectsr.runtime.detect import Detection
+from edge_affectsr.runtime.landmarks import FaceLandmarker
 
-# BlazeFace's mean detection on CelebA-aligned crops, normalised to the crop: box (x0, y0, x1, y1)
-# and keypoints (right eye, left eye, nose tip, mouth centre, right ear, left ear).
-CANONICAL_BOX = (0.247, 0.377, 0.768, 0.898)
-CANONICAL_KEYPOINTS = ((0.396, 0.526), (0.607, 0.527), (0.494, 0.658), (0.496, 0.761), (0.293, 0.565), (0.729, 0.569))
 NUM_MESH = 468
 
 
@@ -111,7 +116,7 @@ def landmark_error(found: np.ndarray, reference: np.ndarray) -> float:
 
 
 class ExpressionGuard:
-    """``guard(lr, sr, landmarks_full)`` -> :class:`Verdict`. One instance per thread (it owns no
+    """``guard(lr, sr, landmarks_full, found)`` -> :class:`Verdict`. One instance per thread (it owns no
     interpreter, but the critic and landmarker it is given do)."""
 
     def __init__(self, critic: FerCritic, landmarker: FaceLandmarker | None, config: GuardConfig | None = None) -> None:
@@ -119,8 +124,9 @@ class ExpressionGuard:
         self.critic = critic
         self.landmarker = landmarker if self.config.landmarks else None
 
-    def __call__(self, lr_rgb: np.ndarray, sr_rgb: np.ndarray, landmarks_full: np.ndarray) -> Verdict:
-        """``lr_rgb`` the SR input, ``sr_rgb`` its output, ``landmarks_full`` [478, 2] in [0, 1] of the crop."""
+    def __call__(self, lr_rgb: np.ndarray, sr_rgb: np.ndarray, landmarks_full: np.ndarray, found: bool = True) -> Verdict:
+        """``lr_rgb`` the SR input, ``sr_rgb`` its output, ``landmarks_full`` [478, 2] in [0, 1] of the crop;
+        ``found`` False when those are the mean shape (no landmark check, module doc)."""
         bicubic = bicubic_up(lr_rgb, sr_rgb.shape[0])
         p_sr = self.critic.probabilities(sr_rgb)
         if not self.config.enabled:  # unchecked: reported as preserved, with no numbers
@@ -132,7 +138,7 @@ class ExpressionGuard:
         reference_prob = float(p_bic[top])
         plausible = reference_prob >= self.config.min_reference_prob
         kl = kl_divergence(p_bic[None], p_sr[None])
-        lm_error = self.landmark_error(sr_rgb, landmarks_full)
+        lm_error = self.landmark_error(sr_rgb, landmarks_full) if found else math.nan
         preserved = plausible and kl <= self.config.kl_max and not lm_error > self.config.landmark_max
         fallback = not preserved and self.config.fallback_to_bicubic
         guard = Guard(preserved=preserved, agreement=agreement, kl=kl, landmark_error=lm_error, fallback=fallback,

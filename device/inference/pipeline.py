@@ -1,13 +1,20 @@
 """The per-frame pipeline: detect -> per face: landmarks, size checks, align, SR, guard, track -> events.
 
 Why this shape: every stage is timed with ``time.perf_counter`` and recorded in
-:class:`~device.reporting.stats.Stats` under a fixed stage name (``detect``, ``landmarks``, ``align``,
+:class:`~edge_affectsr.device.reporting.stats.Stats` under a fixed stage name (``detect``, ``landmarks``, ``align``,
 ``sr``, ``guard``, and ``frame`` for the whole frame), so ``/api/stats``, ``/metrics`` and
 ``bench`` all report the same numbers. Faces that cannot be upscaled (too small, too large,
 FaceMesh finds no face) are counted, never raised; a frame that is not an image (corrupt decode,
 wrong dtype) is counted under ``errors`` and skipped. The pipeline owns no thread and no sink: it
 turns one frame into :class:`FrameResult` (events + the images behind them) and the daemon or the
 benchmark decides where they go.
+
+A face FaceMesh rejects (common on small, blurred camera faces) is, with ``landmarks.fallback:
+keypoints`` (the default), aligned from its detection instead and upscaled with the mean face shape
+flagged not found, as the SR models were trained
+(:meth:`~edge_affectsr.runtime.align.Aligner.from_keypoints`); its event says ``"landmarks":
+"keypoints"``, the guard skips its landmark check, and the ``keypoint_faces`` counter counts it.
+With ``fallback: skip`` it is dropped and counted under ``no_landmarks``.
 
 Reporting: ``report: frame`` gives one event per face per processed frame; ``report: track`` one
 event when a track first gets an upscale and again whenever its expression label or its
@@ -25,20 +32,23 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_affectsr.device.capture.frame import Frame
+from edge_affectsr.device.inference.guard import CANONICAL_BOX, ExpressionGuard, GuardConfig, Verdict
+from edge_affectsr.device.inference.track import IouTracker, TrackerConfig
+from edge_affectsr.device.reporting.events import FaceEvent
+from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.runtime.align import AlignConfig, AlignedFace, Aligner
 from edge_affectsr.runtime.bundle_models import LoadedBundle
-from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.runtime.detect import Detection
-from edge_affectsr.device.reporting.events import FaceEvent
-from edge_affectsr.device.inference.guard import CANONICAL_BOX, ExpressionGuard, GuardConfig, Verdict
 from edge_affectsr.runtime.roi_detect import RoiConfig, TrackingDetector
-from edge_affectsr.device.reporting.stats import Stats
-from edge_affectsr.device.inference.track import IouTracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "landmarks", "align", "sr", "guard")
-EXTRA_COUNTERS = {"no_landmarks": "Faces skipped because FaceMesh found no face in the detection."}
+EXTRA_COUNTERS = {
+    "no_landmarks": "Faces skipped because FaceMesh found no face in the detection (landmarks.fallback: skip).",
+    "keypoint_faces": "Faces FaceMesh rejected, upscaled from the detector's keypoints with the mean face shape.",
+}
 
 
 class PipelineConfig(BaseModel):
@@ -159,20 +169,25 @@ class Pipeline:
             self._count(result, size_problem)
             return None
         landmarks = self._timed(result, "landmarks", self.bundle.landmarker, image, det, into=lat)
-        if not self.bundle.landmarker.found(landmarks):
+        if self.bundle.landmarker.found(landmarks):
+            aligned = self._timed(result, "align", self.aligner, image, landmarks.points, into=lat)
+        elif self.bundle.landmarker.config.fallback == "keypoints":  # the mean shape, found=False
+            aligned = self._timed(result, "align", self.aligner.from_keypoints, image, det, into=lat)
+        else:
             self._count(result, "no_landmarks")
             return None
-        aligned = self._timed(result, "align", self.aligner, image, landmarks.points, into=lat)
         size_problem = self._size_problem(aligned.face_px)
         if size_problem:
             self._count(result, size_problem)
             return None
-        found = np.ones(1, dtype=bool)  # FaceMesh found this face (checked above)
+        if not aligned.found:
+            self._count(result, "keypoint_faces")
+        found = np.array([aligned.found])
         sr = self._timed(result, "sr", self.bundle.sr, aligned.lr[None], aligned.landmarks_full[None], found, into=lat)[0]
-        verdict = self._timed(result, "guard", self.guard, aligned.lr, sr, aligned.landmarks_full, into=lat)
+        verdict = self._timed(result, "guard", self.guard, aligned.lr, sr, aligned.landmarks_full, aligned.found, into=lat)
         if verdict.guard.fallback:
             self._count(result, "fallbacks")
-        event = self._event(det, track_id, index, source, verdict, lat)
+        event = self._event(det, track_id, index, source, verdict, lat, aligned.found)
         reported = self._reporter.should_report(track_id, event.expression, verdict.guard.preserved)
         if reported:
             self._count(result, "faces")
@@ -189,14 +204,15 @@ class Pipeline:
         return None
 
     def _event(self, det: Detection, track_id: int, index: int, source: str, verdict: Verdict,
-               latency: dict[str, float]) -> FaceEvent:
+               latency: dict[str, float], found: bool) -> FaceEvent:
         probs = verdict.probabilities
         lr = self.bundle.sr.lr_size
         return FaceEvent(frame=index, source=source, track_id=track_id, bbox=tuple(round(v, 1) for v in det.bbox),
                          lr_size=(lr, lr), expression=self.bundle.critic.label(probs),
                          probabilities={c: round(float(p), 5) for c, p in zip(self.bundle.critic.classes, probs)},
                          guard=verdict.guard, latency_ms={k: round(v, 3) for k, v in latency.items()},
-                         model=self.bundle.name, model_version=self.bundle.version)
+                         model=self.bundle.name, model_version=self.bundle.version,
+                         landmarks="facemesh" if found else "keypoints")
 
     def _timed(self, result: FrameResult, stage: str, fn, *args, into: dict[str, float] | None = None):
         """Call ``fn(*args)``, record its latency under ``stage`` (stats, the frame, the face)."""

@@ -18,6 +18,9 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 
+LANDMARK_PATHS = ("facemesh", "keypoints")  # how a face was aligned (FaceEvent.landmarks)
+
+
 def utc_now_iso() -> str:
     """The current time as ISO 8601 UTC with milliseconds and a ``Z``: fixed width, so it sorts as text."""
     return format_time(datetime.now(timezone.utc))
@@ -51,7 +54,8 @@ class Guard:
     ``agreement``: the critic's top-1 on the SR output equals its top-1 on the bicubic upscale (for
     information: the guard asks for plausibility, not agreement, see ``device/inference/guard.py``);
     ``kl``: KL(p_bicubic || p_SR); ``landmark_error``: FaceMesh on SR vs the input's landmarks,
-    over the inter-ocular distance; ``fallback``: the bicubic upscale was reported instead;
+    over the inter-ocular distance (NaN when not checked: the check is off, or the face had no
+    landmarks of its own, ``FaceEvent.landmarks == "keypoints"``); ``fallback``: the bicubic upscale was reported instead;
     ``reference_prob``: the bicubic upscale's probability of the SR output's top expression (the
     plausibility the guard tests; NaN in events written before it was recorded).
     """
@@ -79,7 +83,10 @@ class Guard:
 @dataclass(frozen=True)
 class FaceEvent:
     """One face in one processed frame. ``bbox`` is (x0, y0, x1, y1) in frame pixels, ``lr_size``
-    (width, height) of the crop fed to the SR model; ``latency_ms`` maps stage name -> ms."""
+    (width, height) of the crop fed to the SR model; ``latency_ms`` maps stage name -> ms;
+    ``landmarks`` how the face was aligned: ``facemesh`` (its own landmarks) or ``keypoints``
+    (FaceMesh rejected it: placed from the detection, upscaled with the mean face shape; events
+    written before the field existed read back as ``facemesh``, the only path there was)."""
 
     frame: int
     source: str
@@ -93,6 +100,7 @@ class FaceEvent:
     model: str
     model_version: str
     time: str = field(default_factory=utc_now_iso)
+    landmarks: str = "facemesh"
 
     def __post_init__(self) -> None:
         bbox = tuple(float(v) for v in self.bbox)
@@ -102,6 +110,8 @@ class FaceEvent:
         if len(lr_size) != 2:
             raise ValueError(f"lr_size needs (width, height), got {len(lr_size)} numbers")
         guard = self.guard if isinstance(self.guard, Guard) else Guard(**self.guard)
+        if self.landmarks not in LANDMARK_PATHS:
+            raise ValueError(f"landmarks must be one of {LANDMARK_PATHS}, got {self.landmarks!r}")
         coerced = {
             "frame": int(self.frame), "track_id": int(self.track_id), "source": str(self.source),
             "bbox": bbox, "lr_size": lr_size, "guard": guard, "expression": str(self.expression),
@@ -116,7 +126,8 @@ class FaceEvent:
         """The event as plain JSON-ready values, in a stable key order (time first)."""
         return {
             "time": self.time, "frame": self.frame, "source": self.source, "track_id": self.track_id,
-            "bbox": list(self.bbox), "lr_size": list(self.lr_size), "expression": self.expression,
+            "bbox": list(self.bbox), "lr_size": list(self.lr_size), "landmarks": self.landmarks,
+            "expression": self.expression,
             "probabilities": _finite_map(self.probabilities, 6), "guard": self.guard.to_dict(),
             "latency_ms": _finite_map(self.latency_ms, 3), "model": self.model, "model_version": self.model_version,
         }

@@ -2,7 +2,7 @@
 
 Why the stdlib server: four GET endpoints with small JSON bodies need no framework, and a device
 install should not pull one in. Each request runs on its own daemon thread
-(``ThreadingHTTPServer``); the handlers only read from :class:`~device.reporting.stats.Stats` and the
+(``ThreadingHTTPServer``); the handlers only read from :class:`~edge_affectsr.device.reporting.stats.Stats` and the
 store's read connection, so a slow client never stalls the frame loop. There is no
 authentication: bind to anything but loopback only behind a firewall or a reverse proxy (a warning
 is logged when you do).

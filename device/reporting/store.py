@@ -12,6 +12,11 @@ client's ``since=<id>`` cursor stays valid. Retention runs from the writer threa
 oldest rows until the live data fits ``max_size_mb``; freed pages are returned to the file system
 (``auto_vacuum=INCREMENTAL``), so the quota holds for the file on disk.
 
+Each event is stored as its JSON line (``data``; time, track and frame are columns only for the
+queries), so a new event field needs no schema change (``SCHEMA_VERSION`` stays): rows written before
+it read back with the field's default (``landmarks`` -> ``facemesh``, the only path there was), and
+an older reader ignores keys it does not know.
+
 A database that cannot be written (full disk, I/O error) does not stop the daemon: the failure is
 logged once when it starts and once when it ends, and failed inserts are counted in ``failed``.
 """

@@ -4,7 +4,7 @@ Why a video and not in-memory frames: "end to end" on a camera includes getting 
 benchmark decodes every frame with OpenCV (as ``VideoSource`` does for a file or stream), runs the
 pipeline exactly as the daemon configures it (same detector tiles, ROI tracking, guard) and
 commits each frame's events to a real SQLite store in a temporary folder. fps = processed frames /
-wall time after a warm-up; per-stage p50/p95 come from the same :class:`~device.reporting.stats.Stats` the
+wall time after a warm-up; per-stage p50/p95 come from the same :class:`~edge_affectsr.device.reporting.stats.Stats` the
 daemon serves on ``/api/stats``. Each thread count gets a freshly loaded bundle (interpreters are
 built with their thread count).
 
@@ -25,14 +25,14 @@ import cv2
 import numpy as np
 
 from edge_affectsr.device.capture.builtin import BuiltinSequence
-from edge_affectsr.runtime.bundle_models import load_bundle
 from edge_affectsr.device.capture.sources import VideoSource
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, STAGES, Pipeline
-from edge_affectsr.device.service.settings import DeviceConfig
 from edge_affectsr.device.reporting.stats import Stats, StatsConfig
 from edge_affectsr.device.reporting.store import EventStore, StoreConfig
+from edge_affectsr.device.service.settings import DeviceConfig
 from edge_affectsr.errors import UserError
 from edge_affectsr.reports import write_json
+from edge_affectsr.runtime.bundle_models import load_bundle
 
 WARMUP_FRAMES = 10
 

@@ -8,6 +8,10 @@ frame and taken through the device's own :class:`~device.inference.pipeline.Pipe
 reference outputs (bicubic, sharpened, blurred, another person, upside down, the HR crop itself)
 are scored against the aligned HR crop and given to the expression guard, which is how its
 thresholds were chosen (docs/device.md).
+
+``small=`` (``camera-eval --small PRESET:SIZE``) stages each face small in a whole degraded frame
+instead (:mod:`edge_affectsr.device.service.camera_small`); the same outputs are scored against the
+clean HR crop in the device's alignment, and the faces the detector or FaceMesh missed are counted.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.runtime.detect import DetectorConfig
 from edge_affectsr.runtime.frames import paste
 from edge_affectsr.runtime.interpreter import InterpreterConfig
+from edge_affectsr.runtime.landmarks import LandmarkConfig
 from edge_affectsr.device.inference.pipeline import FaceResult, Pipeline
+from edge_affectsr.device.service.camera_small import SmallFaces, small_faces
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
 from edge_affectsr.protocol import bicubic_up
@@ -76,7 +82,7 @@ def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipel
     min_prob = pipeline.guard.config.min_reference_prob
     for i, (face, hr_label) in enumerate(zip(faces, hr_labels)):
         out = OUTPUTS[name](face, faces[(i + 1) % len(faces)])
-        verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full)
+        verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full, face.aligned.found)
         g = verdict.guard
         rows.append((psnr(out, face.aligned.hr), int(np.argmax(verdict.p_sr) == hr_label), g.agreement,
                      g.reference_prob >= min_prob, g.kl, g.landmark_error, g.preserved))
@@ -87,38 +93,125 @@ def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipel
         "agreement_with_hr": float(agree_hr.mean()),
         "guard_agreement": float(agree_bic.mean()), "guard_plausible": float(plaus.mean()), "kl_median": float(np.median(kl)),
         "landmark_error_median": float(np.median(finite)) if finite.size else None,
-        "no_face_in_output": float(1 - finite.size / len(lm_err)), "guard_pass": float(passed.mean()),
+        # of the faces whose landmarks were checked (not those aligned from keypoints: NaN)
+        "no_face_in_output": float(np.isinf(lm_err).sum() / checked) if (checked := (~np.isnan(lm_err)).sum()) else None,
+        "guard_pass": float(passed.mean()),
     }
 
 
-def camera_eval(bundle_path: str | Path | None, data: Path, faces: int = 150, stride: int = 4, offset: int = 0) -> dict:
+def select_photos(data: Path, faces: int, stride: int, offset: int) -> list[Path]:
     """Photos under ``data`` (sub-folders too, e.g. one per expression class), sorted by path, every
     ``stride``-th from ``offset``, at most ``faces`` of them."""
     photos = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file())
     files = photos[offset::stride][:faces]
     if len(files) < 2:
         raise UserError(f"{data}: need at least 2 face photos (found {len(files)})")
-    # one photo per frame, no tracking: the whole frame is searched at once (no tiles in rotation)
-    bundle = load_bundle(bundle_path, InterpreterConfig(delegate_order=["cpu"]), DetectorConfig().whole_frame())
-    results, missed = pipeline_faces(bundle, files)
-    if len(results) < 2:
-        raise UserError(f"the pipeline found a face in only {len(results)} of {len(files)} photos")
+    return files
+
+
+def camera_eval(bundle_path: str | Path | None, data: Path, faces: int = 150, stride: int = 4, offset: int = 0,
+                small: SmallFaces | None = None, fallback: str = LandmarkConfig().fallback) -> dict:
+    """Score the camera path on photos from :func:`select_photos`: pasted large (default), or staged
+    small in a degraded frame (``small``), where too few found faces is a finding, not an error.
+    ``fallback``: the device's ``landmarks.fallback`` for faces FaceMesh rejects."""
+    landmarks = LandmarkConfig(fallback=fallback)
+    files = select_photos(data, faces, stride, offset)
+    cpu = InterpreterConfig(delegate_order=["cpu"])
+    if small is None:
+        # one photo per frame, no tracking: the whole frame is searched at once (no tiles in rotation)
+        bundle = load_bundle(bundle_path, cpu, DetectorConfig().whole_frame(), landmarks)
+        results, missed = pipeline_faces(bundle, files)
+        if len(results) < 2:
+            raise UserError(f"the pipeline found a face in only {len(results)} of {len(files)} photos")
+        mode: dict = {"mode": "large"}
+    else:
+        bundle = load_bundle(bundle_path, cpu, small.detector_config(), landmarks)
+        results, mode = small_faces(bundle, files, small)
+        missed = len(files) - len(results)
+    rows = score_all(bundle, results) if len(results) >= 2 else []
+    if small is not None:
+        mode["by_path"] = score_by_path(bundle, results)
+    return {"data": str(data), "offset": offset, "stride": stride, "photos": len(files), "faces": len(results), "missed": missed,
+            "bundle": f"{bundle.name} v{bundle.version}", "landmark_fallback": fallback, **mode, "rows": rows}
+
+
+def score_by_path(bundle: LoadedBundle, results: list[FaceResult]) -> dict[str, dict]:
+    """The int8 SR and bicubic rows again, separately for the faces aligned from FaceMesh landmarks and
+    from the detector's keypoints (``landmarks.fallback``), where a path has at least 2 faces."""
+    out = {}
+    for path, found in (("facemesh", True), ("keypoints", False)):
+        faces = [f for f in results if f.aligned.found == found]
+        if len(faces) >= 2:
+            rows = score_all(bundle, faces, ("int8 SR (bundle)", "bicubic"))
+            out[path] = {"faces": len(faces), "rows": rows}
+    return out
+
+
+def score_all(bundle: LoadedBundle, results: list[FaceResult], outputs: tuple[str, ...] = tuple(OUTPUTS)) -> list[dict]:
+    """The ``outputs`` (default: every one of :data:`OUTPUTS`), scored against each face's ``aligned.hr``."""
     pipeline = Pipeline(bundle)
     hr_labels = [int(np.argmax(bundle.critic.probabilities(f.aligned.hr))) for f in results]
-    rows = [score_output(name, results, hr_labels, pipeline) for name in OUTPUTS]
-    return {"data": str(data), "offset": offset, "stride": stride, "photos": len(files), "faces": len(results), "missed": missed,
-            "bundle": f"{bundle.name} v{bundle.version}", "rows": rows}
+    return [score_output(name, results, hr_labels, pipeline) for name in outputs]
+
+
+def headline(report: dict) -> str:
+    """One line naming what was run (small mode: the cell, the frame, the tiles and how many faces were found)."""
+    if report.get("mode") != "small":
+        return (f"{report['faces']} of {report['photos']} photos from {report['data']} through the camera path "
+                f"({report['bundle']}); the guard compares each output with bicubic")
+    o, cols_rows = report["outcomes"], "x".join(map(str, report["tiles"]))
+    device = (f"; {report['found_at_device_tiles']} with the device's default tiles"
+              if "found_at_device_tiles" in report else "")
+    return (f"Small faces, cell {report['cell']}: {report['photos']} photos from {report['data']}, each a "
+            f"{report['crop_px'][0]}-{report['crop_px'][1]} px face crop in a degraded {report['frame']} frame, "
+            f"detector tiles {cols_rows} ({report['bundle']}). Found {report['found']} of {report['photos']} "
+            f"({report['found_rate']:.0%}){device}; scored {o['scored']} ({_paths(report)}), dropped without "
+            f"landmarks {o['no_landmarks']}, too small {o['too_small']}; {report['below_device_min_face_px']} scored "
+            f"faces are below the device's "
+            f"min_face_px {report['device_min_face_px']:g}.")
+
+
+def _paths(report: dict) -> str:
+    paths = report.get("paths", {})
+    return f"FaceMesh landmarks {paths.get('facemesh', 0)}, detector keypoints {paths.get('keypoints', 0)}"
+
+
+def path_table(report: dict) -> list[str]:
+    """Small mode: int8 SR against bicubic, per landmark path."""
+    by_path = report.get("by_path") or {}
+    paths = report.get("paths", {})
+    lines = []
+    if paths.get("keypoints"):
+        lines += ["", f"Landmark columns: the {paths.get('facemesh', 0)} faces with FaceMesh landmarks only; the "
+                  f"{paths['keypoints']} aligned from the detector's keypoints have none of their own to check against."]
+    if not by_path:
+        return lines
+    lines += ["", "| landmarks | faces | int8 SR PSNR | bicubic PSNR | gain (dB) | SR agreement with HR | "
+             "bicubic agreement with HR | SR guard passes |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for path, entry in by_path.items():
+        sr, bic = entry["rows"]
+        gain = "–" if None in (sr["psnr_vs_hr"], bic["psnr_vs_hr"]) else f"{sr['psnr_vs_hr'] - bic['psnr_vs_hr']:+.2f}"
+        db = ["–" if r["psnr_vs_hr"] is None else f"{r['psnr_vs_hr']:.2f}" for r in (sr, bic)]
+        lines.append(f"| {path} | {entry['faces']} | {db[0]} | {db[1]} | {gain} | {sr['agreement_with_hr']:.3f} | "
+                     f"{bic['agreement_with_hr']:.3f} | {sr['guard_pass']:.3f} |")
+    return lines
 
 
 def markdown(report: dict) -> str:
-    lines = ["| output | PSNR vs HR (dB) | agreement with HR | same top-1 as bicubic | plausible | KL median | "
+    """The table; in small mode after the headline (the cell and the found counts), or the headline
+    alone when fewer than 2 faces were found."""
+    lines = [headline(report), ""] if report.get("mode") == "small" else []
+    if not report["rows"]:
+        return "\n".join(lines[:1] + ["", "(fewer than 2 faces scored: nothing to compare)"])
+    lines += ["| output | PSNR vs HR (dB) | agreement with HR | same top-1 as bicubic | plausible | KL median | "
              "landmark err. median | no face in output | guard passes |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lm = "–" if r["landmark_error_median"] is None else f"{r['landmark_error_median']:.3f}"
+        no_face = "–" if r["no_face_in_output"] is None else f"{r['no_face_in_output']:.2f}"
         db = "–" if r["psnr_vs_hr"] is None else f"{r['psnr_vs_hr']:.2f}"
         lines.append(f"| {r['output']} | {db} | {r['agreement_with_hr']:.3f} | {r['guard_agreement']:.3f} | {r['guard_plausible']:.3f} | "
-                     f"{r['kl_median']:.3f} | {lm} | {r['no_face_in_output']:.2f} | {r['guard_pass']:.3f} |")
-    return "\n".join(lines)
+                     f"{r['kl_median']:.3f} | {lm} | {no_face} | {r['guard_pass']:.3f} |")
+    return "\n".join(lines + path_table(report))
 
 
 def write_report(report: dict, json_path: Path | None, markdown_path: Path | None) -> None:

@@ -104,6 +104,8 @@ class CameraEval:
     """Score the camera path on real face photos: each is pasted into a 640x480 frame and taken
     through the device pipeline (BlazeFace, FaceMesh TFLite, aligner, int8 SR); the SR output and
     reference outputs are scored against the aligned HR crop and given to the expression guard.
+    --small PRESET:SIZE instead renders each face at SIZE px into a frame degraded as a whole (noise,
+    JPEG/H.264) and scores against the clean HR crop, counting the faces the detector misses.
     Prints a markdown table; --json/--markdown save it."""
 
     help = "score the device pipeline's upscales and its expression guard on real face photos"
@@ -117,18 +119,52 @@ class CameraEval:
         p.add_argument("--offset", type=int, default=0, help="start at this photo (default: 0; 2 gives a disjoint set)")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
         p.add_argument("--markdown", type=Path, help="write the table here")
+        p.add_argument("--fallback", choices=("keypoints", "skip"), default="keypoints",
+                       help="faces FaceMesh rejects: align them from the detector's keypoints (default, as the "
+                            "device's landmarks.fallback) or skip them")
+        small = p.add_argument_group("small faces (--small)")
+        small.add_argument("--small", metavar="PRESET[:SIZE]",
+                           help="stage each face small in a degraded frame: PRESET in lens, jpeg, h264, camera, camera-hard; "
+                                "SIZE = the 128 px HR crop's side in the frame, px (e.g. jpeg:24)")
+        small.add_argument("--tiles", metavar="COLS,ROWS",
+                           help="detector tile grid for --small, all tiles scanned (default: the device's, 3,2)")
+        small.add_argument("--frame", metavar="WxH", default="640x480", help="frame size for --small (default: 640x480)")
+        small.add_argument("--seed", type=int, default=0, help="degradation and placement seed for --small (default: 0)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from edge_affectsr.device.service.camera_eval import camera_eval, markdown, write_report  # noqa: PLC0415
+        from edge_affectsr.device.service.camera_eval import camera_eval, headline, markdown, write_report  # noqa: PLC0415
         from edge_affectsr.errors import UserError  # noqa: PLC0415
 
         if args.faces < 2 or args.stride < 1 or args.offset < 0:
             raise UserError("--faces must be at least 2, --stride at least 1 and --offset at least 0")
         if not args.data.is_dir():
             raise UserError(f"--data {args.data} is not a folder")
-        report = camera_eval(args.bundle, args.data, args.faces, args.stride, args.offset)
-        print(f"{report['faces']} of {report['photos']} photos from {report['data']} through the camera path "
-              f"({report['bundle']}); the guard compares each output with bicubic\n")
+        report = camera_eval(args.bundle, args.data, args.faces, args.stride, args.offset, self.small(args), args.fallback)
+        if report["mode"] == "large":
+            print(headline(report) + "\n")
         print(markdown(report))
         write_report(report, args.json, args.markdown)
         return 0
+
+    def small(self, args: argparse.Namespace):
+        """--small/--tiles/--frame/--seed -> a SmallFaces cell, or None (the default, large mode)."""
+        from edge_affectsr.device.service.camera_small import SmallFaces  # noqa: PLC0415
+        from edge_affectsr.errors import UserError  # noqa: PLC0415
+
+        if args.small is None:
+            if args.tiles is not None or args.frame != "640x480" or args.seed != 0:
+                raise UserError("--tiles, --frame and --seed go with --small")
+            return None
+        tiles = self.pair(args.tiles, ",", "--tiles", "COLS,ROWS, e.g. 6,4") if args.tiles else None
+        width, height = self.pair(args.frame, "x", "--frame", "WxH, e.g. 640x480")
+        return SmallFaces.parse(args.small, tiles, (height, width), args.seed)
+
+    @staticmethod
+    def pair(text: str, sep: str, flag: str, form: str) -> tuple[int, int]:
+        """``"6,4"`` -> (6, 4); a UserError naming the flag otherwise."""
+        from edge_affectsr.errors import UserError  # noqa: PLC0415
+
+        a, _, b = text.partition(sep)
+        if not (a.isdigit() and b.isdigit() and int(a) > 0 and int(b) > 0):
+            raise UserError(f"{flag} {text!r}: expected {form}")
+        return int(a), int(b)

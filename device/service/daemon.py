@@ -31,19 +31,19 @@ import threading
 import time
 from typing import Any
 
-from edge_affectsr.runtime.bundle_models import LoadedBundle, load_bundle
 from edge_affectsr.device.capture.frame import FrameSource
 from edge_affectsr.device.capture.newest import NewestFrame
 from edge_affectsr.device.capture.sources import open_source
+from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline
 from edge_affectsr.device.reporting.crops import CropSaver
 from edge_affectsr.device.reporting.http_api import HttpApi
 from edge_affectsr.device.reporting.jsonl import JsonlSink
 from edge_affectsr.device.reporting.mqtt import MqttPublisher
-from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline
-from edge_affectsr.device.service.settings import DeviceConfig
 from edge_affectsr.device.reporting.sinks import EventSinks
 from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.reporting.store import EventStore
+from edge_affectsr.device.service.settings import DeviceConfig
+from edge_affectsr.runtime.bundle_models import LoadedBundle, load_bundle
 
 log = logging.getLogger(__name__)
 

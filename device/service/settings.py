@@ -2,7 +2,7 @@
 
 Why one schema built from the components' own sections: each module owns its settings
 (``detector:`` is :class:`~edge_affectsr.runtime.detect.DetectorConfig`, ``store:`` is
-:class:`~device.reporting.store.StoreConfig`, ...), so a key is documented and validated next to the code
+:class:`~edge_affectsr.device.reporting.store.StoreConfig`, ...), so a key is documented and validated next to the code
 that uses it, and ``extra='forbid'`` everywhere makes a typo an error that names the key
 (``detector.tiles_per_cal: unknown key``) instead of a silently ignored setting. CLI flags are
 applied to the raw mapping *before* validation, so a bad flag is reported the same way.
@@ -21,24 +21,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_affectsr.runtime.align import AlignConfig
-from edge_affectsr.runtime.bundle_models import BundleConfig
-from edge_affectsr.device.capture.config import CaptureConfig
-from edge_affectsr.device.reporting.crops import CropsConfig
-from edge_affectsr.runtime.detect import DetectorConfig
-from edge_affectsr.device.inference.guard import GuardConfig
-from edge_affectsr.device.reporting.http_api import HttpConfig
-from edge_affectsr.runtime.interpreter import InterpreterConfig
-from edge_affectsr.device.reporting.jsonl import JsonlConfig
-from edge_affectsr.runtime.landmarks import LandmarkConfig
-from edge_affectsr.device.reporting.mqtt import MqttConfig
-from edge_affectsr.device.inference.pipeline import PipelineConfig
-from edge_affectsr.runtime.roi_detect import RoiConfig
-from edge_affectsr.device.reporting.stats import StatsConfig
-from edge_affectsr.device.reporting.store import StoreConfig
-from edge_affectsr.device.inference.track import TrackerConfig
 from edge_affectsr.config import ConfigError, apply_overrides, read_mapping, validate
 from edge_affectsr.config_doc import commented_yaml
+from edge_affectsr.device.capture.config import CaptureConfig
+from edge_affectsr.device.inference.guard import GuardConfig
+from edge_affectsr.device.inference.pipeline import PipelineConfig
+from edge_affectsr.device.inference.track import TrackerConfig
+from edge_affectsr.device.reporting.crops import CropsConfig
+from edge_affectsr.device.reporting.http_api import HttpConfig
+from edge_affectsr.device.reporting.jsonl import JsonlConfig
+from edge_affectsr.device.reporting.mqtt import MqttConfig
+from edge_affectsr.device.reporting.stats import StatsConfig
+from edge_affectsr.device.reporting.store import StoreConfig
+from edge_affectsr.runtime.align import AlignConfig
+from edge_affectsr.runtime.bundle_models import BundleConfig
+from edge_affectsr.runtime.detect import DetectorConfig
+from edge_affectsr.runtime.interpreter import InterpreterConfig
+from edge_affectsr.runtime.landmarks import LandmarkConfig
+from edge_affectsr.runtime.roi_detect import RoiConfig
 
 LIVE_URI = re.compile(r"^(\d+|/dev/video\d+|[a-z][a-z0-9+.-]*://.+)$", re.IGNORECASE)
 

@@ -101,6 +101,19 @@ def face_set(root: Path, split: str | None = None) -> list[FaceRecord]:
     return records
 
 
+# Folder names of expression sets (FER2013's classes, CK+/AffectNet spellings): a folder whose
+# sub-folders are all among these is read as labelled, class per folder.
+EXPRESSION_FOLDERS = frozenset({"angry", "anger", "contempt", "disgust", "fear", "happy", "happiness", "neutral",
+                                "sad", "sadness", "surprise"})
+
+
+def is_expression_set(root: Path) -> bool:
+    """Whether ``root`` is a class-per-folder expression set (every sub-folder an expression's name)."""
+    root = Path(root)
+    subdirs = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    return bool(subdirs) and all(name.lower() in EXPRESSION_FOLDERS for name in subdirs)
+
+
 def expression_set(root: Path) -> list[FaceRecord]:
     """Class-per-folder expression data: ``root/<class>/*.jpg`` with the folder name as label."""
     root = Path(root)

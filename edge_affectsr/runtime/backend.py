@@ -13,11 +13,12 @@ with ``name``, ``scale``, ``lr_size`` (None: any LR size), ``params`` and ``macs
 recoverable, e.g. from a converted graph). So ``eval``, ``upscale``, ``convert``'s verification and
 the device score and run exactly the same thing.
 
-Why entry points: the core imports no stage, yet ``.pt`` needs torch (``edge_affectsr.distill``) and
-``.onnx`` onnxruntime (``edge_affectsr.convert``). Those stages register their backend class under
-the ``edge_affectsr.backends`` entry-point group (pyproject.toml), named by file suffix; the class is
-built as ``cls(path, name=..., **opts)``. When its stage's dependencies are missing, the error
-names the extra to install (the stage's name: ``[distill]``, ``[convert]``).
+Why entry points: the runtime layer (like the core) imports no stage, yet ``.pt`` needs torch
+(``edge_affectsr.distill``) and ``.onnx`` onnxruntime (``edge_affectsr.convert``). Those stages
+register their backend class under the ``edge_affectsr.backends`` entry-point group
+(pyproject.toml), named by file suffix; the class is built as ``cls(path, name=..., **opts)``.
+When its stage's dependencies are missing, the error names the extra to install (the stage's
+name: ``[distill]``, ``[convert]``).
 """
 
 from __future__ import annotations

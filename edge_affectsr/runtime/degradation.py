@@ -142,24 +142,17 @@ def to_lr_grid(small: np.ndarray, lr_size: int, crop_size: int = protocol.HR_SIZ
 
 def _one_round(img: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator, side: int, first: bool) -> np.ndarray:
     """Blur (at the input's scale), resample to ``side`` (first round only), noise, compress. float in, uint8 out."""
-    scale = img.shape[0] / side
-    mild = 1.0 if first else 0.5
     if rng.random() < cfg.blur_p:
-        img = _lens_blur(img, cfg, rng, scale, mild)
+        img = _lens_blur(img, cfg, rng, img.shape[0] / side, 1.0 if first else 0.5)
     if img.shape[0] != side:
-        method = RESAMPLERS[cfg.resample[int(rng.integers(len(cfg.resample)))]]
-        img = cv2.resize(img, (side, side), interpolation=method)
-    if rng.random() < cfg.noise_p:
-        img = _sensor_noise(img, cfg, rng, mild)
-    out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    codec = rng.random()
-    if codec < cfg.jpeg_p:
-        lo, hi = cfg.jpeg_quality
-        out = jpeg(out, int(rng.integers(lo, hi + 1)) if first else int(rng.integers((lo + hi) // 2, hi + 1)))
-    elif codec < cfg.jpeg_p + cfg.h264_p:
-        lo, hi = cfg.h264_crf
-        out = h264(out, int(rng.integers(lo, hi + 1)) if first else int(rng.integers(lo, (lo + hi) // 2 + 1)))
-    return out
+        img = _resample(img, cfg, rng, side)
+    return _noise_and_codec(img, cfg, rng, first)
+
+
+def _resample(img: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator, side: int) -> np.ndarray:
+    """Sampling to the face's size on the sensor, by one of ``cfg.resample``'s filters."""
+    method = RESAMPLERS[cfg.resample[int(rng.integers(len(cfg.resample)))]]
+    return cv2.resize(img, (side, side), interpolation=method)
 
 
 def _lens_blur(img: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator, scale: float, mild: float) -> np.ndarray:
@@ -252,8 +245,7 @@ def render_crop(hr: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator
     img = hr.astype(np.float32)
     if rng.random() < cfg.blur_p:
         img = _lens_blur(img, cfg, rng, img.shape[0] / side, 1.0)
-    method = RESAMPLERS[cfg.resample[int(rng.integers(len(cfg.resample)))]]
-    return cv2.resize(img, (side, side), interpolation=method)
+    return _resample(img, cfg, rng, side)
 
 
 def degrade_frame(frame: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator) -> np.ndarray:
@@ -269,7 +261,7 @@ def degrade_frame(frame: np.ndarray, cfg: CameraDegradation, rng: np.random.Gene
 
 
 def _noise_and_codec(img: np.ndarray, cfg: CameraDegradation, rng: np.random.Generator, first: bool) -> np.ndarray:
-    """The sensor and encoder half of :func:`_one_round` (same draws, same order); float in, uint8 out."""
+    """Steps 3-4, the sensor and the encoder (a second round is milder); float in, uint8 out."""
     if rng.random() < cfg.noise_p:
         img = _sensor_noise(img, cfg, rng, 1.0 if first else 0.5)
     out = np.clip(np.rint(img), 0, 255).astype(np.uint8)

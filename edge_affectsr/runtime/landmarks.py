@@ -23,6 +23,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -45,6 +46,10 @@ class LandmarkConfig(BaseModel):
         0.5, gt=0.0, lt=1.0, description="FaceMesh face-presence score below which a face's landmarks are rejected")
     scale: float = Field(1.5, gt=1.0, le=3.0, description="crop side / long side of the detection box")
     rotate: bool = Field(True, description="level the eyes before FaceMesh, as mediapipe does")
+    fallback: Literal["keypoints", "skip"] = Field(
+        "keypoints", description="a detected face FaceMesh rejects: keypoints = align it from the detection (box, "
+        "eye/nose/mouth keypoints) and upscale it with the mean face shape (found=False, as the SR models were "
+        "trained); skip = drop it (counted as no_landmarks)")
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
+from edge_affectsr.bundle import BundleError, verify_bundle
 from edge_affectsr.convert.build import build_bundle
 from edge_affectsr.convert.calibration import CalibrationError, load_calibration
 from edge_affectsr.convert.edgetpu import edgetpu_report
-from edge_affectsr.runtime.sr import TFLiteSR
 from edge_affectsr.convert.tflite_inspect import inspect_tflite
-from device_bundle import make_test_student
 from edge_affectsr.distill.checkpoints import CheckpointError
-from edge_affectsr.bundle import BundleError, verify_bundle
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.interpreter import available_runtimes
+from edge_affectsr.runtime.sr import TFLiteSR
+
+from device_bundle import make_test_student
 
 pytestmark = pytest.mark.slow
 

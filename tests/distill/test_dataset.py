@@ -110,7 +110,7 @@ def test_only_unreadable_images_raise(tmp_path):
 def test_camera_degradation_applies_to_lr_is_seeded_and_keeps_the_clean_twin(face_dir, cache_root):
     records = face_set(face_dir)[:3]
     assert records[0].path.name == "broken.jpg"  # sorts first; it is skipped but keeps index 0
-    cfg = PRESETS["camera"]
+    cfg = PRESETS["camera"].model_copy(update={"clean_p": 0.0})  # every face degraded (the preset keeps 10 % clean)
     a = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradation=cfg, seed=3, variants=2)
     b = prepare_faces(records, 4, cache=LandmarkCache(root=cache_root), degradation=cfg, seed=3, variants=2)
     assert len(a) == 4 and a.names[0] == a.names[1]  # two camera renderings of each readable face

@@ -16,7 +16,7 @@ from edge_affectsr.distill.upscale import upscale_folder
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.backend import load_model
 
-STUDENTS = ("student-x4", "student-x4-nodistill", "student-x4-nograph")
+STUDENTS = ("student-x4", "student-x4-clean", "student-x4-nodistill-clean", "student-x4-nograph-clean")
 
 
 @pytest.fixture(scope="module")
@@ -164,16 +164,16 @@ def test_eval_seeds_prints_and_saves_seed_means_of_the_shipped_replicas(val_face
     """The shipped student and its seed-1 replica (edge_affectsr/models/seeds/) through the CLI."""
     from edge_affectsr.cli import main
 
-    replica = str(Path(__file__).parents[2] / "edge_affectsr/models/seeds/student-x4-s1.pt")
+    replica = str(Path(__file__).parents[2] / "edge_affectsr/models/seeds/student-x4-clean-s1.pt")
     out = tmp_path / "seeds.json"
-    assert main(["eval", "--model", "student-x4", "--model", replica, "--paired", "student-x4", "--seeds",
+    assert main(["eval", "--model", "student-x4-clean", "--model", replica, "--paired", "student-x4-clean", "--seeds",
                  "--data", str(val_faces), "--limit", "4", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| seeds/student-x4-s1 |" in printed and "Seed means:" in printed
-    assert "| student-x4 | 2 |" in printed  # the spread table: two seeds in one group
+    assert "| seeds/student-x4-clean-s1 |" in printed and "Seed means:" in printed
+    assert "| student-x4-clean | 2 |" in printed  # the spread table: two seeds in one group
     groups = json.loads(out.read_text())["seed_groups"]["rows"]
-    assert [g["model"] for g in groups] == ["bicubic", "student-x4"]
-    assert groups[1]["members"] == ["student-x4", "seeds/student-x4-s1"]
+    assert [g["model"] for g in groups] == ["bicubic", "student-x4-clean"]
+    assert groups[1]["members"] == ["student-x4-clean", "seeds/student-x4-clean-s1"]
 
 
 def test_seed_groups_keep_runs_apart_and_refuse_ambiguous_replicas():
@@ -201,11 +201,29 @@ def test_eval_seeds_refuses_a_replica_of_another_model_before_reading_faces(tmp_
     both sizes, before the (missing) face folder is even looked at."""
     from edge_affectsr.cli import main
 
-    shutil.copy(Path(__file__).parents[2] / "edge_affectsr/models/student-x4-nograph.pt", tmp_path / "student-x4-s9.pt")
+    shutil.copy(Path(__file__).parents[2] / "edge_affectsr/models/student-x4-nograph-clean.pt", tmp_path / "student-x4-s9.pt")
     code = main(["eval", "--model", "student-x4", "--model", str(tmp_path / "student-x4-s9.pt"), "--seeds",
                  "--data", str(tmp_path / "no-such-faces")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    sizes = [count_params(load_model(m).model) for m in ("student-x4", "student-x4-nograph")]
+    sizes = [count_params(load_model(m).model) for m in ("student-x4", "student-x4-nograph-clean")]
     assert f"the replicas of student-x4 differ in size: student-x4 {sizes[0]:,}" in err
     assert f"student-x4-s9 {sizes[1]:,}" in err
+
+
+def test_a_class_per_folder_set_is_scored_for_fer_accuracy(tmp_path):
+    """Folders named like expressions are labels: the critic's accuracy on HR and on each SR is
+    reported (contempt has no critic class: left out of the accuracy, still scored for PSNR)."""
+    from edge_affectsr.builtin_face import builtin_face
+
+    face = Image.fromarray(builtin_face())
+    for label in ("happy", "sadness", "contempt"):
+        (tmp_path / label).mkdir()
+        face.save(tmp_path / label / f"{label}.png")
+    report, *_ = evaluate(["student-x4"], tmp_path, scale=4)
+    assert report["faces"] == 3
+    assert report["hr_fer_accuracy"] in (0.0, 0.5)  # the same face labelled happy and sad: one is wrong
+    assert all(r["fer_accuracy"] in (0.0, 0.5) for r in report["rows"])
+    assert "FER acc." in markdown_table(report)
+    plain, *_ = evaluate(["student-x4"], tmp_path / "happy", scale=4)
+    assert plain["hr_fer_accuracy"] is None and "FER acc." not in markdown_table(plain)

@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_affectsr.config import ConfigError, load_config
 from edge_affectsr.device.capture.builtin import BuiltinSequence
 from edge_affectsr.device.capture.config import CaptureConfig, ReconnectConfig
 from edge_affectsr.device.capture.frame import CaptureError, Frame
 from edge_affectsr.device.capture.newest import NewestFrame
 from edge_affectsr.device.capture.sources import FolderSource, PiCameraSource, VideoSource, backoff_delays, open_source
-from edge_affectsr.config import ConfigError, load_config
 
 FAST = ReconnectConfig(initial_s=0.02, factor=2.0, max_s=1.0, max_attempts=3)
 

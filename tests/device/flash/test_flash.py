@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _tmpfs import small_tmpfs
+from edge_affectsr.bundle import MANIFEST, sha256_file, verify_bundle
 from edge_affectsr.device.flash.errors import (
     FlashError, HealthCheckError, NoSpaceError, PermissionDeniedError, SelfTestFailedError, TamperedBundleError,
     UnreachableHostError,
@@ -28,8 +28,9 @@ from edge_affectsr.device.flash.local import LocalTarget
 from edge_affectsr.device.flash.release import FlashOptions, flash, parse_target
 from edge_affectsr.device.flash.ssh import SshTarget, ssh_option_args
 from edge_affectsr.device.flash.target import CURRENT, RELEASES
+
+from _tmpfs import small_tmpfs
 from device_bundle import require_bundle
-from edge_affectsr.bundle import MANIFEST, sha256_file, verify_bundle
 
 ROOT = Path(__file__).resolve().parents[3]
 CLI = [sys.executable, "-m", "edge_affectsr.cli"]

@@ -15,16 +15,16 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_affectsr import landmark_graph
+from edge_affectsr.device.inference.guard import ExpressionGuard, GuardConfig, canonical_detection, landmark_error
+from edge_affectsr.protocol import bicubic_up
 from edge_affectsr.runtime.align import Aligner
 from edge_affectsr.runtime.bundle_models import load_bundle
 from edge_affectsr.runtime.detect import MODEL_NAME as DETECTOR_NAME
 from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector, mediapipe_model_path
-from edge_affectsr.device.inference.guard import ExpressionGuard, GuardConfig, canonical_detection, landmark_error
 from edge_affectsr.runtime.interpreter import InterpreterConfig
 from edge_affectsr.runtime.landmarks import MODEL_NAME as LANDMARK_NAME
 from edge_affectsr.runtime.landmarks import FaceLandmarker
-from edge_affectsr import landmark_graph
-from edge_affectsr.protocol import bicubic_up
 
 from device_bundle import require_bundle
 
@@ -128,3 +128,19 @@ def test_preserved_needs_the_sr_reading_to_be_plausible_under_bicubic(faces, cri
     support = float(loose.p_bicubic[np.argmax(loose.p_sr)])  # bicubic's probability of the SR's reading
     assert loose.guard.preserved and verdict(support).guard.preserved
     assert not verdict(min(1.0, support + 1e-3)).guard.preserved or support + 1e-3 > 1.0
+
+
+class NoLandmarker:
+    """A landmarker that must not be called: a keypoint face has no landmarks to check against."""
+
+    def __call__(self, *args):
+        raise AssertionError("FaceMesh ran on a keypoint face's output")
+
+
+def test_a_face_without_landmarks_gets_a_verdict_without_the_landmark_check(faces, critic):
+    face = faces[0]
+    mean = landmark_graph.mean_shape()
+    verdict = ExpressionGuard(critic, NoLandmarker())(face.lr, sharpened(face.lr), mean, found=False)
+    g = verdict.guard
+    assert math.isnan(g.landmark_error) and g.kl >= 0 and math.isfinite(g.reference_prob)
+    assert g.preserved == (g.reference_prob >= 0.15 and g.kl <= 1.0)

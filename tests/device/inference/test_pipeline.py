@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from edge_affectsr.device.capture.builtin import BuiltinSequence, gradient_background
-from edge_affectsr.runtime.bundle_models import load_bundle
 from edge_affectsr.device.capture.frame import Frame
+from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, STAGES, Pipeline, PipelineConfig, TrackReporter
 from edge_affectsr.device.reporting.crops import CropSaver, CropsConfig
+from edge_affectsr.device.reporting.stats import Stats
+from edge_affectsr.device.service.settings import DeviceConfig
+from edge_affectsr.runtime.bundle_models import load_bundle
 from edge_affectsr.runtime.detect import DetectorConfig
 from edge_affectsr.runtime.interpreter import InterpreterConfig
-from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, STAGES, Pipeline, PipelineConfig, TrackReporter
 from edge_affectsr.runtime.roi_detect import RoiConfig
-from edge_affectsr.device.service.settings import DeviceConfig
-from edge_affectsr.device.reporting.stats import Stats
 
 from device_bundle import require_bundle
 

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from edge_affectsr.device.inference.track import IouTracker, TrackerConfig
 from edge_affectsr.config import ConfigError, validate
+from edge_affectsr.device.inference.track import IouTracker, TrackerConfig
 
 
 def box(x: float, y: float, side: float = 60.0) -> list[float]:

@@ -12,8 +12,8 @@ import pytest
 
 from _device_events import make_event
 from _tmpfs import small_tmpfs
-from edge_affectsr.device.reporting.crops import CropSaver, CropsConfig, CropsError
 from edge_affectsr.config import ConfigError, validate
+from edge_affectsr.device.reporting.crops import CropSaver, CropsConfig, CropsError
 
 
 def noise(seed: int, side: int = 128) -> np.ndarray:

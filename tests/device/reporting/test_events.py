@@ -18,8 +18,9 @@ def test_json_is_one_line_with_every_field():
     line = make_event(7, track_id=4).to_json()
     assert "\n" not in line
     data = json.loads(line)
-    assert list(data) == ["time", "frame", "source", "track_id", "bbox", "lr_size", "expression", "probabilities",
-                          "guard", "latency_ms", "model", "model_version"]
+    assert list(data) == ["time", "frame", "source", "track_id", "bbox", "lr_size", "landmarks", "expression",
+                          "probabilities", "guard", "latency_ms", "model", "model_version"]
+    assert data["landmarks"] == "facemesh"  # the default path
     assert data["frame"] == 7 and data["track_id"] == 4 and data["lr_size"] == [32, 32]
     assert data["guard"] == {"preserved": True, "agreement": True, "kl": 0.012, "landmark_error": 0.031, "fallback": False,
                              "reference_prob": None}
@@ -54,6 +55,17 @@ def test_round_trip_and_immutability():
     assert FaceEvent.from_dict({"id": 12, **event.to_dict()}) == event  # a stored row carries its id
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.frame = 6  # type: ignore[misc]
+
+
+def test_the_landmark_path_is_recorded_and_old_events_read_as_facemesh():
+    event = make_event(3, landmarks="keypoints", guard=Guard(True, True, 0.1, math.nan))
+    data = json.loads(event.to_json())
+    assert data["landmarks"] == "keypoints" and data["guard"]["landmark_error"] is None
+    assert FaceEvent.from_json(event.to_json()).landmarks == "keypoints"
+    old = {k: v for k, v in make_event(3).to_dict().items() if k != "landmarks"}  # written before the field
+    assert FaceEvent.from_dict(old).landmarks == "facemesh"
+    with pytest.raises(ValueError, match="landmarks"):
+        make_event(landmarks="dlib")
 
 
 def test_guard_may_be_given_as_a_dict():

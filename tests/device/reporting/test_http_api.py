@@ -13,11 +13,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from _device_events import make_event
+from edge_affectsr.config import ConfigError, validate
 from edge_affectsr.device.reporting.events import format_time
 from edge_affectsr.device.reporting.http_api import PROMETHEUS, HttpApi, HttpConfig, HttpError
 from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.reporting.store import EventStore, StoreConfig
-from edge_affectsr.config import ConfigError, validate
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 INFO = {"model": "affectsr-student-x4", "model_version": "0.1.0", "delegate": "cpu"}

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from _device_events import make_event
+from edge_affectsr.config import ConfigError, validate
 from edge_affectsr.device.reporting.events import FaceEvent
 from edge_affectsr.device.reporting.jsonl import JsonlConfig, JsonlError, JsonlSink
-from edge_affectsr.config import ConfigError, validate
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from _device_events import make_event
-from edge_affectsr.device.reporting.mqtt import OFFLINE, ONLINE, MqttConfig, MqttPublisher
 from edge_affectsr.config import ConfigError, validate
+from edge_affectsr.device.reporting.mqtt import OFFLINE, ONLINE, MqttConfig, MqttPublisher
 
 paho = pytest.importorskip("paho.mqtt.client")
 ROOT = Path(__file__).resolve().parents[3]

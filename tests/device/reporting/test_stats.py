@@ -9,8 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from edge_affectsr.device.reporting.stats import COUNTERS, Stats, StatsConfig
 from edge_affectsr.config import ConfigError, validate
+from edge_affectsr.device.reporting.stats import COUNTERS, Stats, StatsConfig
 
 
 class FakeClock:

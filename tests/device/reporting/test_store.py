@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,9 +18,9 @@ import pytest
 
 from _device_events import make_event
 from _tmpfs import small_tmpfs
+from edge_affectsr.config import ConfigError, validate
 from edge_affectsr.device.reporting.events import FaceEvent, format_time
 from edge_affectsr.device.reporting.store import EventStore, SinceError, StoreConfig, StoreError, parse_since
-from edge_affectsr.config import ConfigError, validate
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -59,6 +60,19 @@ def test_insert_and_read_back(store):
     assert [r["id"] for r in store.events_since("2025-06-01T14:00:02+02:00")] == [3, 4, 5]  # any offset
     assert store.events_since(5) == [] and store.insert_many([]) == []
     assert store.summary()["events"] == 5
+
+
+def test_the_landmark_path_is_stored_and_rows_from_before_it_read_back(store):
+    """Events are stored as JSON: a new field needs no schema change, and old rows get its default."""
+    store.insert(make_event(0, time=at(0), landmarks="keypoints"))
+    legacy = {k: v for k, v in make_event(1, time=at(1)).to_dict().items() if k != "landmarks"}
+    with store._write_lock:  # a row as an earlier version wrote it
+        store._db.execute("INSERT INTO events(ts, track_id, frame, data) VALUES (?, ?, ?, ?)",
+                          (NOW.timestamp() + 1, 1, 1, json.dumps(legacy)))
+    rows = store.events_since(None)
+    assert [r.get("landmarks") for r in rows] == ["keypoints", None]
+    assert [FaceEvent.from_dict(r).landmarks for r in rows] == ["keypoints", "facemesh"]
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 1
 
 
 def test_since_parsing():

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edge_affectsr.config import ConfigError
 from edge_affectsr.device.capture.config import CaptureConfig
 from edge_affectsr.device.service.commands import Run, _overrides
 from edge_affectsr.device.service.settings import (
     EXAMPLE_OVERRIDES, DeviceConfig, example_config_text, load_device_config, parse_http, parse_source,
 )
-from edge_affectsr.config import ConfigError
 
 from schema_docs import undescribed_keys
 
