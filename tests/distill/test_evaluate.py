@@ -16,7 +16,7 @@ from edge_affectsr.distill.upscale import upscale_folder
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.backend import load_model
 
-STUDENTS = ("student-x4", "student-x4-clean", "student-x4-nodistill-clean", "student-x4-nograph-clean")
+STUDENTS = ("student-x4", "student-x4-clean", "student-x4-nodistill-clean", "student-x4-nograph-clean", "student-x4-camera")
 
 
 @pytest.fixture(scope="module")

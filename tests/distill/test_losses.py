@@ -69,8 +69,8 @@ def test_shipped_checkpoints_configs_load_and_mean_what_their_yaml_says(path):
     ckpt = load_checkpoint(path)
     stored = {k: v for k, v in ckpt["config"].items() if k not in ("teacher", "init")}  # added by the command
     cfg = SCHEMAS[ckpt["kind"]].model_validate(stored)
-    # seed replicas (student-x4-clean-s1) and the clean-protocol family were trained from the same YAMLs
-    yaml_name = re.sub(r"(-clean)?(-s\d+)?$", "", path.stem).replace("-", "_")
+    # seed replicas (student-x4-clean-s1), the clean family and the camera fine-tune were trained from the same YAMLs
+    yaml_name = re.sub(r"(-clean|-camera)?(-s\d+)?$", "", path.stem).replace("-", "_")
     shipped = load_config(CONFIGS / f"{yaml_name}.yaml", SCHEMAS[ckpt["kind"]])
     assert list(cfg.loss.items()) == list(shipped.loss.items())
     assert cfg.model == shipped.model
