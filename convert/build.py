@@ -25,6 +25,7 @@ from edge_affectsr.convert.export import load_student
 from edge_affectsr.convert.formats import (ExportContext, Format, model_entries, run_checks, select, third_party_text,
                                            trtexec_lines, try_export)
 from edge_affectsr.convert.gates import evaluate, measure_structure
+from edge_affectsr.convert.routed import build_clean_model, fit_router
 from edge_affectsr.convert.tflite_inspect import inspect_tflite
 from edge_affectsr.convert.verify import markdown, verify
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
@@ -32,6 +33,7 @@ from edge_affectsr.distill.checkpoints import total_iterations
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.degradation import parse_degradation
 from edge_affectsr.runtime.sr import TFLiteSR
+from edge_affectsr.signing import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +61,20 @@ def check_output(out: Path) -> None:
 
 
 def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "all", val_dir: Path | None = None,
-                 verify_faces: int = 200, force: bool = False, name: str = "bundle-x4", degradation: str = "clean") -> dict:
-    """Convert, verify and write the bundle ``out``; the report (``manifest``, ``gates``, ``table``
-    and the ``checks`` ``target`` wants) is returned. UserError when a gate fails: nothing written."""
+                 verify_faces: int = 200, force: bool = False, name: str = "bundle-x4", degradation: str = "clean",
+                 signer: SigningKey | None = None, clean_model: Path | None = None) -> dict:
+    """Convert, verify and write the bundle ``out`` (signed by ``signer`` when given); the report
+    (``manifest``, ``gates``, ``table`` and the ``checks`` ``target`` wants) is returned. UserError
+    when a gate fails: nothing written. ``clean_model``: a sharp-input student bundled beside it
+    with the router between them (``convert/routed.py``; needs a camera ``degradation``)."""
     rows = select(target)
     check_output(out)
     student, ckpt = load_student(checkpoint)
     cfg = student.cfg
     label, camera = parse_degradation(degradation)
+    if clean_model is not None and camera is None:
+        raise UserError("--clean-model needs --degradation PRESET: the router is fitted on the camera renderings "
+                        "of the calibration faces, and sr_int8 is the camera-robust model")
     calib = load_calibration(calib_dir, cfg.scale, cfg.landmark_subset, force=force, degradation=camera)
     val = calib if val_dir is None else load_verification(val_dir, cfg.scale, cfg.landmark_subset, verify_faces, camera)
     stage = staging_dir(out)
@@ -75,17 +83,34 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
             ctx = ExportContext(student, calib, 128 // cfg.scale, len(landmark_graph.subset_nodes(cfg.landmark_subset)),
                                 Path(work))
             files = {fmt.key: try_export(fmt, ctx, stage) for fmt in rows}
+            routed = None if clean_model is None else build_clean_model(
+                clean_model, cfg, calib, _clean_verification(calib, val_dir, cfg, verify_faces), verify_faces,
+                Path(work) / "clean", stage)
         (stage / "THIRD_PARTY.md").write_text(third_party_text(rows))
         report = _verify(stage, rows, files, ctx, val, verify_faces, target)
         report["verification"]["degradation"] = label  # what the calibration and verification faces went through
+        if routed is not None:
+            report["gates"] |= routed["gates"]
+            report["table"] += f"\n\n## sr_clean_int8 (clean LR)\n\n{routed['table']}"
         (stage / "report.md").write_text(f"# {name} verification (LR: {label})\n\n{report['table']}\n")
         if not all(g["passed"] for g in report["gates"].values()):
             raise UserError("a verification gate failed; no bundle written:\n\n" + report["table"])
         manifest = _manifest(name, target, checkpoint, ckpt, rows, ctx, report)
-        write_bundle(stage, out, manifest)
+        if routed is not None:
+            manifest["models"]["sr_clean_int8"] = routed["entry"]
+            manifest["routing"] = fit_router(calib, camera, label, clean_model)
+        write_bundle(stage, out, manifest, signer)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return {"manifest": manifest, "gates": report["gates"], "table": report["table"], "checks": report["checks"]}
+
+
+def _clean_verification(calib: FaceSet, val_dir: Path | None, cfg, verify_faces: int) -> FaceSet:
+    """Clean faces to verify the sharp-input model on: ``--val`` under the protocol, else the
+    calibration faces' undegraded LR."""
+    if val_dir is None:
+        return FaceSet(img=calib.clean.astype(np.float32) / 255.0, lm=calib.lm, hr=calib.hr, usable=calib.usable)
+    return load_verification(val_dir, cfg.scale, cfg.landmark_subset, verify_faces)
 
 
 def _verify(stage: Path, rows: list[Format], files: dict[str, Path], ctx: ExportContext, val: FaceSet,

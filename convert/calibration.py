@@ -53,6 +53,7 @@ class FaceSet:
     lm: np.ndarray  # [n, N, 2] float32
     hr: np.ndarray  # [n, 128, 128, 3] uint8, the same faces at full resolution
     usable: int  # faces with landmarks
+    clean: np.ndarray | None = None  # [n, h, w, 3] uint8: the undegraded device-path LR (calibration with a degradation)
 
 
 def _records(folder: Path, limit: int) -> list:
@@ -92,8 +93,9 @@ def load_calibration(folder: Path, scale: int, subset: str, limit: int = 500, fo
     lr = [f.lr if degradation is None else degrade_face(f.hr, degradation, aligner.lr_size, CALIB_SEED, i)
           for i, f in enumerate(faces)]
     return FaceSet(img=np.stack(lr).astype(np.float32) / 255.0,
-                       lm=np.stack([f.landmarks for f in faces]).astype(np.float32),
-                       hr=np.stack([f.hr for f in faces]), usable=len(faces))
+                   lm=np.stack([f.landmarks for f in faces]).astype(np.float32),
+                   hr=np.stack([f.hr for f in faces]), usable=len(faces),
+                   clean=None if degradation is None else np.stack([f.lr for f in faces]))
 
 
 def load_verification(folder: Path, scale: int, subset: str, limit: int, degradation: CameraDegradation | None = None) -> FaceSet:

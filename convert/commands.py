@@ -29,10 +29,18 @@ class Convert:
         p.add_argument("--degradation", default="clean", metavar="PRESET[:SIZE]",
                        help="render calibration and verification LR faces with the camera model (e.g. camera), as a "
                             "camera-robust model will see them (default: clean, the protocol; see eval --degradation)")
+        p.add_argument("--clean-model", metavar="CHECKPOINT", help="also bundle this sharp-input student as "
+                       "sr_clean_int8, with a router that sends each face to it or to the camera-robust model "
+                       "(needs --degradation; docs/camera.md), e.g. --degradation camera --clean-model student-x4-clean")
         p.add_argument("--force", action="store_true", help="accept fewer than 200 calibration faces")
         p.add_argument("--name", default="bundle-x4", help="model name written into the manifest")
+        p.add_argument("--sign", type=Path, metavar="KEY", help="sign the bundle's manifest with this Ed25519 private "
+                       "key (from `edge-affectsr keygen`); checked before any conversion work")
 
     def run(self, args: argparse.Namespace) -> int:
+        from edge_affectsr.signing import SigningKey
+
+        signer = SigningKey.load(args.sign) if args.sign else None  # a bad key fails now, before TensorFlow loads
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's CUDA-probing noise
         from edge_affectsr.convert.build import build_bundle
         from edge_affectsr.errors import UserError
@@ -47,12 +55,17 @@ class Convert:
             raise UserError(f"--degradation: {e}") from None
 
         report = build_bundle(resolve_model(args.checkpoint), args.calib, args.out, args.target, args.val,
-                              args.verify_faces, args.force, args.name, args.degradation)
+                              args.verify_faces, args.force, args.name, args.degradation, signer,
+                              resolve_model(args.clean_model) if args.clean_model else None)
         print(report["table"] + "\n")
         if tpu := report["checks"].get("edgetpu"):
             print(f"Edge TPU (documented rules): {tpu['ops_mapped']}/{tpu['ops_total']} ops mapped; on CPU: "
                   + (", ".join(f"{o['op']} ({o['why_cpu']})" for o in tpu["ops_on_cpu"]) or "none"))
+            compiled = tpu["compiler"]
+            print(f"Edge TPU compiler {compiled['version']}: {compiled['ops_on_edgetpu']}/{compiled['ops_total']} ops "
+                  f"on the Edge TPU, {compiled['subgraphs']} subgraph(s), {tpu['compiled_model']} in the bundle"
+                  if compiled else tpu["compiler_note"])
         if gpu := report["checks"].get("gpu"):
             print(f"GPU delegate checks: {'ok' if gpu['compatible'] else gpu['problems']}")
-        print(f"bundle: {args.out}")
+        print(f"bundle: {args.out}" + (f" (signed by key {signer.key_id})" if signer else ""))
         return 0

@@ -8,7 +8,8 @@ Every target gets the device core (``sr_int8``, ``fer_int8`` and the two face mo
 runtime loads exactly these and self-tests the int8 model, whatever accelerator it then picks. A
 target adds what its accelerator needs: ``gpu`` the fp16 model and the GPU delegate report,
 ``jetson`` the ONNX file TensorRT builds its engine from, ``edgetpu`` the Edge TPU rules report on
-the int8 model; ``all`` (the default) is everything.
+the int8 model and, where ``edgetpu_compiler`` is installed, the compiled model (rows whose tool is
+missing are left out); ``all`` (the default) is everything.
 
 Only light modules are imported at the top (the CLI reads :data:`TARGETS` for ``--help``); the
 exports import their tools (torch, onnx2tf, TensorFlow, mediapipe's files) when they run.
@@ -25,7 +26,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from edge_affectsr.convert.edgetpu import edgetpu_report
+from edge_affectsr.convert.edgetpu import (COMPILED_FILE, COMPILER, compile_for_edgetpu, compiler_available,
+                                           edgetpu_report)
 from edge_affectsr.convert.gpu import gpu_report
 from edge_affectsr.convert.tflite_inspect import ModelInfo, TensorInfo
 from edge_affectsr.errors import UserError
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 
 TARGETS = {  # --target -> what it bundles; "the camera's models" are the device core
     "all": "every format and report (the default)",
-    "edgetpu": "Coral: the camera's models plus the Edge TPU rules report on sr_int8",
+    "edgetpu": "Coral: the camera's models plus the Edge TPU rules report on sr_int8; with edgetpu_compiler on PATH "
+               "also sr_int8_edgetpu.tflite and the compiler's report",
     "gpu": "mobile GPU delegate: the camera's models plus sr_fp16 and the GPU delegate report",
     "cpu": "the camera's models only (sr_int8 on XNNPACK)",
     "jetson": "Jetson / TensorRT: the camera's models plus sr.onnx and its trtexec lines",
@@ -112,6 +115,15 @@ def export_mediapipe(name: str, ctx: ExportContext, out: Path) -> Path:
     return _copy(mediapipe_model_path(name), out)
 
 
+def export_sr_edgetpu(ctx: ExportContext, out: Path) -> Path:
+    """The int8 SR model compiled for the Edge TPU (the compiler's printed report beside it, ``.log``)."""
+    return compile_for_edgetpu(ctx.converted()["int8"], out)
+
+
+def _always() -> bool:
+    return True
+
+
 def trtexec_lines(lr: int, n: int) -> dict[str, str]:
     """The ``trtexec`` commands that build TensorRT engines from ``sr.onnx`` on a Jetson."""
     shapes = f"img:1x3x{lr}x{lr},lm:1x{n}x2"
@@ -140,6 +152,7 @@ class Format:
     notes: str | Callable[[ExportContext], str] | None = None
     licence: str | None = None  # in the manifest entry
     third_party: str | None = None  # its line in THIRD_PARTY.md
+    available: Callable[[], bool] = _always  # False: its optional tool is missing, the row is left out (its check says so)
 
 
 FORMATS: tuple[Format, ...] = (
@@ -149,6 +162,10 @@ FORMATS: tuple[Format, ...] = (
            export_sr_fp16, verify_as="fp16", tensors=True),
     Format("sr_onnx", "sr.onnx", "onnx", SR_NEEDS, frozenset({"jetson"}),
            export_sr_onnx, verify_as="onnx", notes=trtexec_notes),
+    Format("sr_edgetpu", COMPILED_FILE, "tflite-edgetpu", f"{COMPILER} on PATH (Coral's apt repository, x86-64 only)",
+           frozenset({"edgetpu"}), export_sr_edgetpu, available=compiler_available,
+           notes="sr_int8 compiled by edgetpu_compiler: runs only with the Edge TPU delegate (libedgetpu); "
+                 "the compiler's report: verification.edgetpu.compiler"),
     Format("fer_int8", "fer_int8.tflite", "tflite-int8", "TensorFlow, tf-keras ([convert]), the fer asset", EVERY_TARGET,
            export_fer_int8, notes="input: BT.601 grey, 64x64 box resize, x/127.5-1", third_party=FER_SOURCE),
     Format("face_detector", "face_detection_short_range.tflite", "tflite", "mediapipe 0.10.21 ([distill])", EVERY_TARGET,
@@ -181,10 +198,11 @@ def _wanted(targets: frozenset[str], target: str) -> bool:
 
 
 def select(target: str) -> list[Format]:
-    """The rows ``target`` bundles, in table order (UserError for an unknown target)."""
+    """The rows ``target`` bundles, in table order, less those whose optional tool is missing here
+    (UserError for an unknown target)."""
     if target not in TARGETS:
         raise UserError(f"--target must be one of {tuple(TARGETS)}")
-    return [f for f in FORMATS if _wanted(f.targets, target)]
+    return [f for f in FORMATS if _wanted(f.targets, target) and f.available()]
 
 
 def try_export(fmt: Format, ctx: ExportContext, folder: Path) -> Path:

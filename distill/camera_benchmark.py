@@ -13,9 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
 from edge_affectsr.distill.evaluate import evaluate, load_backends
 from edge_affectsr.runtime.degradation import GRID_CELLS, GRID_SIZES
 
@@ -40,10 +37,13 @@ def evaluate_cells(models: list[str], data: Path, scale: int, specs: list[str], 
 
 def summary_table(reports: list[dict]) -> str:
     """A row per (cell, model): PSNR and its gain over bicubic, agreement and its multiple of
-    bicubic's, KL, FER accuracy where the set is labelled; and how often FaceMesh found the LR face."""
+    bicubic's, KL, FER accuracy where the set is labelled; and how often FaceMesh found the LR face
+    (and, for a routed bundle, the share of faces its router sent to the camera-robust model)."""
     labelled = any(r.get("hr_fer_accuracy") is not None for r in reports)
+    routed = any(row.get("routed_to_camera") is not None for r in reports for row in r["rows"])
     head = ["cell", "FaceMesh found", "model", "PSNR (dB)", "Δ bicubic (dB)", "SSIM", "agreement", "× bicubic", "KL(HR‖SR)"]
     head += ["FER acc."] if labelled else []
+    head += ["routed to camera model"] if routed else []
     lines = ["| " + " | ".join(head) + " |", "|---|---:|---|" + "---:|" * (len(head) - 3)]
     for rep in reports:
         base = rep["rows"][0]  # bicubic
@@ -54,33 +54,8 @@ def summary_table(reports: list[dict]) -> str:
                      f"{r['ssim']:.4f}", f"{r['agreement']:.3f}", f"{ratio:.2f}", f"{r['kl']:.4f}"]
             if labelled:
                 cells.append("—" if r.get("fer_accuracy") is None else f"{r['fer_accuracy']:.3f}")
+            if routed:
+                cells.append("—" if r.get("routed_to_camera") is None else f"{100 * r['routed_to_camera']:.0f} %")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def draw_cells(results: list[tuple], out: Path, faces_per_cell: int = 2) -> None:
-    """One row per (cell, face): LR (nearest, enlarged) | bicubic | models | HR, the cell named on the LR tile
-    and the critic's expression under each tile."""
-    first_faces = results[0][1]
-    size, caption = first_faces.hr.shape[1], 14
-    picks = np.linspace(0, len(first_faces) - 1, min(faces_per_cell, len(first_faces))).astype(int)
-    names = list(results[0][2])
-    cols = ["LR"] + names + ["HR"]
-    n_rows = len(results) * len(picks)
-    grid = Image.new("RGB", (size * len(cols), caption + n_rows * (size + caption)), "white")
-    draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
-    for c, name in enumerate(cols):
-        draw.text((c * size + 3, 1), name, fill="black", font=font)
-    row = 0
-    for report, faces, images, (hr_labels, class_names) in results:
-        for i in picks:
-            y = caption + row * (size + caption)
-            tiles = [(Image.fromarray(faces.lr[i]).resize((size, size), Image.NEAREST), report["degradation"])]
-            tiles += [(Image.fromarray(images[n][0][i]), class_names[images[n][1][i]]) for n in names]
-            tiles.append((Image.fromarray(faces.hr[i]), class_names[hr_labels[i]]))
-            for c, (tile, label) in enumerate(tiles):
-                grid.paste(tile, (c * size, y))
-                draw.text((c * size + 3, y + size), label, fill="black", font=font)
-            row += 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)

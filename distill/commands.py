@@ -16,13 +16,28 @@ def add_training_arguments(p: argparse.ArgumentParser, config: str, out: str) ->
                    help=f"training config (YAML; default: the shipped {config})")
     p.add_argument("--data", type=Path, required=True, help="folder of training faces (plain, CelebA, FFHQ or Helen layout)")
     p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
-    p.add_argument("--out", type=Path, default=Path(out), help="run folder: last.pt (resumable), model.pt")
+    p.add_argument("--out", type=Path, default=Path(out),
+                   help=f"run folder (default: {out}): last.pt (resumable), model.pt (latest), best.pt (best val PSNR), "
+                        "config.yaml, metrics.csv, train.log; draw its curves with `edge-affectsr plot`")
     p.add_argument("--iterations", type=int, help="override train.iterations")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, dotted key (e.g. --set train.lr=2e-4 --set loss.feature=0.1); repeatable")
     p.add_argument("--init", metavar="CKPT",
                    help="start from this checkpoint's weights (path or shipped name; the model may add or leave "
                         "out branches, e.g. student prior_grid / film_gate: those start fresh or are dropped, as logged)")
+
+
+def trained(train, args: argparse.Namespace, **kwargs) -> int:
+    """Run a training function with the run's log in its folder, then print the summary table."""
+    import os
+
+    from edge_affectsr.distill.run_folder import run_log, summary_table
+
+    with run_log(args.out, enabled=os.environ.get("RANK", "0") == "0"):
+        result = train(data=args.data, out=args.out, val=args.val, iterations=args.iterations, overrides=args.set,
+                       init=init_checkpoint(args), **kwargs)
+    print(summary_table(result, args.out))
+    return 0
 
 
 def init_checkpoint(args: argparse.Namespace) -> Path | None:
@@ -43,10 +58,7 @@ class TrainTeacher:
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.distill.train_teacher import train_teacher
 
-        result = train_teacher(args.config, args.data, args.out, val=args.val, iterations=args.iterations,
-                               overrides=args.set, init=init_checkpoint(args))
-        print(f"done: {result}; model: {args.out / 'model.pt'}")
-        return 0
+        return trained(train_teacher, args, config=args.config)
 
 
 class Evaluate:
@@ -67,7 +79,11 @@ class Evaluate:
                             "camera-hard) at a face-crop side in px, e.g. jpeg:24, or grid (clean + lens/jpeg/h264 at 32, 24, 16 px); "
                             "repeatable: one table per cell and a summary (docs/camera.md)")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
-        p.add_argument("--grid", type=Path, help="write a picture LR | bicubic | models | HR here (PNG)")
+        p.add_argument("--grid", type=Path, help="write a picture LR | bicubic | models | HR here (PNG); outputs whose "
+                       "expression differs from HR's are marked red")
+        p.add_argument("--grid-rows", type=int, metavar="N",
+                       help="faces in the --grid picture, spread over the set (default: 6; with several "
+                            "--degradation cells: faces per cell, default 2)")
         p.add_argument("--markdown", type=Path, help="also write the table here")
         p.add_argument("--mean-landmarks", action="store_true",
                        help="give every model the mean face shape instead of each face's FaceMesh landmarks "
@@ -82,14 +98,19 @@ class Evaluate:
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.builtin_face import FACE_PATH
         from edge_affectsr.distill.camera_benchmark import expand
+        from edge_affectsr.reports import check_output
         from edge_affectsr.runtime.degradation import parse_degradation
 
+        for flag in ("json", "markdown", "grid"):  # before the evaluation, not after it
+            check_output(getattr(args, flag), f"--{flag}")
         data, models = args.data or FACE_PATH, args.model or [DEFAULT_MODEL]
         choices = ["bicubic", *models]
         if args.paired is not None and args.paired not in choices:
             raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")
         if args.stride < 1 or args.offset < 0:
             raise UserError("--stride must be at least 1 and --offset at least 0")
+        if args.grid_rows is not None and args.grid_rows < 1:
+            raise UserError("--grid-rows must be at least 1")
         try:
             specs = expand(args.degradation or ["clean"])
             for spec in specs:
@@ -105,7 +126,8 @@ class Evaluate:
         return dict(limit=args.limit, stride=args.stride, offset=args.offset, mean_landmarks=args.mean_landmarks, seeds=args.seeds)
 
     def _one_cell(self, args: argparse.Namespace, data: Path, models: list[str], spec: str, paired: int | None) -> int:
-        from edge_affectsr.distill.evaluate import draw_grid, evaluate, tables
+        from edge_affectsr.distill.eval_picture import draw_grid
+        from edge_affectsr.distill.evaluate import evaluate, tables
         from edge_affectsr.reports import write_json, write_text
 
         report, faces, images, (hr_labels, names) = evaluate(models, data, args.scale, degradation=spec, **self._options(args))
@@ -120,12 +142,13 @@ class Evaluate:
         if args.markdown:
             write_text(args.markdown, table + "\n")
         if args.grid:
-            draw_grid(faces, images, hr_labels, names, args.grid)
+            draw_grid(faces, images, hr_labels, names, args.grid, rows=args.grid_rows or 6)
             print(f"picture: {args.grid}")
         return 0
 
     def _cells(self, args: argparse.Namespace, data: Path, models: list[str], specs: list[str], paired: int | None) -> int:
-        from edge_affectsr.distill.camera_benchmark import draw_cells, evaluate_cells, summary_table
+        from edge_affectsr.distill.camera_benchmark import evaluate_cells, summary_table
+        from edge_affectsr.distill.eval_picture import draw_cells
         from edge_affectsr.distill.evaluate import tables
         from edge_affectsr.reports import write_json, write_text
 
@@ -140,7 +163,7 @@ class Evaluate:
         if args.markdown:
             write_text(args.markdown, "\n\n".join([summary, *sections]) + "\n")
         if args.grid:
-            draw_cells(results, args.grid)
+            draw_cells(results, args.grid, faces_per_cell=args.grid_rows or 2)
             print(f"picture: {args.grid}")
         return 0
 
@@ -159,8 +182,13 @@ class Upscale:
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.distill.upscale import upscale_folder
+        from edge_affectsr.reports import check_output
 
-        upscale_folder(args.in_dir, args.out_dir, args.model, args.overwrite)
+        check_output(args.out_dir, "OUT_DIR", folder=True)
+        summary = upscale_folder(args.in_dir, args.out_dir, args.model, args.overwrite)
+        if not summary["upscaled"]:
+            skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary.items() if v and k != "upscaled")
+            raise UserError(f"nothing upscaled from {args.in_dir} ({skipped or 'no usable image'}; see the warnings above)")
         return 0
 
 
@@ -177,7 +205,29 @@ class Distill:
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.distill.train_student import distill_student
 
-        result = distill_student(args.config, args.teacher, args.data, args.out, val=args.val,
-                                 iterations=args.iterations, overrides=args.set, init=init_checkpoint(args))
-        print(f"done: {result}; model: {args.out / 'model.pt'}")
+        return trained(distill_student, args, config=args.config, teacher_ref=args.teacher)
+
+
+class Plot:
+    """Draw a training run's curves (its metrics.csv) to a PNG: the loss terms, the learning rate,
+    and validation PSNR and expression agreement. Several runs: their curves on the same axes.
+
+    example: edge-affectsr plot runs/student_x4 runs/student_x4_ft --out out/curves.png"""
+
+    help = "draw a training run's loss, learning-rate and validation curves to PNG"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="training run folder(s) with a metrics.csv")
+        p.add_argument("--out", type=Path, help="the PNG (default: RUN_DIR/curves.png of the first run)")
+        p.add_argument("--smooth", type=int, default=50, metavar="N",
+                       help="loss curves as running means over N iterations (default: 50; 1: raw)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from edge_affectsr.distill.plot_run import plot_runs
+        from edge_affectsr.reports import check_output
+
+        out = args.out or args.runs[0] / "curves.png"
+        check_output(out, "--out")
+        plot_runs(args.runs, out, smooth=args.smooth)
+        print(f"curves: {out}")
         return 0

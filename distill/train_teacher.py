@@ -77,6 +77,7 @@ def train_teacher(config: Path, data: Path, out: Path, val: Path | None = None, 
     run = Run(
         kind="teacher", config=config_doc, model=AffectSRNet(cfg.model), loss_fn=loss_fn,
         train_set=FaceSRDataset(train, subset), val_set=FaceSRDataset(valid, subset), out_dir=Path(out),
+        critic=criterion.critic,
     )
     trainer = Trainer(run, cfg.train, init=init)
     criterion.to(trainer.device)

@@ -1,5 +1,6 @@
 """The training loop shared by the teacher and the student: seeds, DDP, EMA, progress, periodic
-validation, atomic checkpoints and exact resume.
+validation, atomic checkpoints and exact resume; the run folder's record of it (``config.yaml``,
+``metrics.csv``, ``best.pt``: :mod:`edge_affectsr.distill.run_folder`).
 
 Data live in memory (``FaceSRDataset``), so batches are drawn from a per-epoch permutation seeded by
 ``(seed, epoch)``: after a resume the run continues with exactly the batches it would have seen.
@@ -21,11 +22,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from edge_affectsr.distill.archs.registry import ARCH_REGISTRY
 from edge_affectsr.distill.checkpoints import (FORMAT, VERSION, CheckpointError, inference_checkpoint, load_checkpoint, save_atomic,
                                  total_iterations)
 from edge_affectsr.distill.data.dataset import FaceSRDataset, to_uint8_image
+from edge_affectsr.distill.run_folder import BEST, MetricsLog, write_config
 from edge_affectsr.distill.train_config import TrainConfig
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
@@ -44,6 +47,7 @@ class Run:
     train_set: FaceSRDataset
     val_set: FaceSRDataset
     out_dir: Path
+    critic: torch.nn.Module | None = None  # the FER critic, for validation's expression agreement (None: not measured)
 
 
 def distributed() -> tuple[int, int]:
@@ -117,16 +121,19 @@ def collate(ds: FaceSRDataset, idx: torch.Tensor, device: torch.device) -> dict:
 
 
 @torch.no_grad()
-def validate(run: Run, model: torch.nn.Module, device: torch.device, batch_size: int = 32) -> float:
-    """Mean PSNR (uint8, RGB) of the model on the validation faces."""
+def validate(run: Run, model: torch.nn.Module, device: torch.device, batch_size: int = 32) -> dict[str, float]:
+    """``val_psnr``: mean PSNR (uint8, RGB) of the model on the validation faces; ``val_agreement``:
+    how often the critic's top expression on SR equals its top one on HR (NaN without a critic)."""
     model.eval()
-    scores = []
+    scores, agree = [], []
     for start in range(0, len(run.val_set), batch_size):
         batch = collate(run.val_set, torch.arange(start, min(start + batch_size, len(run.val_set))), device)
-        sr = to_uint8_image(model(batch["lr"], batch["lm_lr"], batch["found_lr"]).sr)
-        hr = to_uint8_image(batch["hr"])
+        out = model(batch["lr"], batch["lm_lr"], batch["found_lr"]).sr
+        sr, hr = to_uint8_image(out), to_uint8_image(batch["hr"])
         scores += [psnr(a, b) for a, b in zip(sr, hr)]
-    return float(np.mean(scores))
+        if run.critic is not None:
+            agree += (run.critic.probs(out.clamp(0, 1)).argmax(1) == run.critic.probs(batch["hr"]).argmax(1)).tolist()
+    return {"val_psnr": float(np.mean(scores)), "val_agreement": float(np.mean(agree)) if agree else math.nan}
 
 
 class Trainer:
@@ -149,8 +156,9 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
         self.it, self.best_psnr, self.last_psnr = 0, -1.0, float("nan")
+        self.best_iteration, self.last_agreement = 0, math.nan
         self.prior_iterations = 0  # iterations behind the --init weights (a model's age across fine-tunes)
-        self.last_path = run.out_dir / "last.pt"
+        self.last_path, self.best_path = run.out_dir / "last.pt", run.out_dir / BEST
 
     # --- checkpoints -----------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
@@ -158,7 +166,8 @@ class Trainer:
             "format": FORMAT, "version": VERSION, "kind": self.run.kind, "config": self.run.config,
             "model": self.ema.state_dict(), "iteration": self.it,
             "total_iterations": self.prior_iterations + self.it,
-            "metrics": {"val_psnr": self.last_psnr, "best_val_psnr": self.best_psnr},
+            "metrics": {"val_psnr": self.last_psnr, "best_val_psnr": self.best_psnr,
+                        "val_agreement": self.last_agreement, "best_iteration": self.best_iteration},
             "train_state": {
                 "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
@@ -189,6 +198,8 @@ class Trainer:
         self.run.config["init"] = ckpt["config"].get("init")  # the run's lineage, not this command line's
         self.best_psnr = ckpt["metrics"]["best_val_psnr"]
         self.last_psnr = ckpt["metrics"]["val_psnr"]
+        self.last_agreement = ckpt["metrics"].get("val_agreement", math.nan)  # absent before agreement was measured
+        self.best_iteration = ckpt["metrics"].get("best_iteration", 0)
         log.info("resumed from %s at iteration %d", self.last_path, self.it)
         if self.init is not None:
             log.warning("--init %s ignored: %s resumes its own run (use a new --out to fine-tune afresh)",
@@ -218,7 +229,8 @@ class Trainer:
             if not v.dtype.is_floating_point:
                 v.copy_(live[k])
 
-    def _step(self) -> dict:
+    def _step(self) -> tuple[float, dict]:
+        """One optimiser step -> (weighted loss, each term's value)."""
         self.train_model.train()
         idx = batch_indices(len(self.run.train_set), self.it, self.cfg, self.rank, self.world)
         batch = collate(self.run.train_set, idx, self.device)
@@ -232,28 +244,54 @@ class Trainer:
         self.opt.step()
         self.it += 1
         self._update_ema()
-        return parts
+        return float(loss.detach()), parts
 
     def fit(self) -> dict:
+        """Train to ``iterations`` (resuming the run folder's own run, else from ``init``), recording
+        the run (module doc); rank 0 writes the files. Returns the run's last and best numbers."""
         if not self.try_resume() and self.init is not None:
             self.load_init()
+        metrics = None
+        if self.rank == 0:
+            write_config(self.run.out_dir, self.run.config)
+            metrics = MetricsLog(self.run.out_dir, resume_at=self.it)
+        try:
+            with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+                self._loop(metrics)
+        finally:
+            if metrics is not None:
+                metrics.close()
+        if self.world > 1:
+            dist.barrier()
+        return {"iterations": self.it, "val_psnr": self.last_psnr, "best_val_psnr": self.best_psnr,
+                "best_iteration": self.best_iteration, "val_agreement": self.last_agreement}
+
+    def _loop(self, metrics: MetricsLog | None) -> None:
         bar = tqdm(total=self.cfg.iterations, initial=self.it, desc=self.run.kind, unit="it",
                    disable=self.rank != 0, dynamic_ncols=True)
         while self.it < self.cfg.iterations:
-            parts = self._step()
+            loss, parts = self._step()
+            lr = self.opt.param_groups[0]["lr"]
             bar.update(1)
+            validation = None
             if self.it % self.cfg.val_every == 0 or self.it == self.cfg.iterations:
-                self._validate()
+                validation = self._validate()
+            if metrics is not None:
+                metrics.write(self.it, lr, loss, parts, validation)
             if self.it % self.cfg.checkpoint_every == 0 or self.it == self.cfg.iterations:
                 self.save()
-            bar.set_postfix({**{k: f"{v:.4f}" for k, v in parts.items()}, "val_psnr": f"{self.last_psnr:.2f}"})
+            bar.set_postfix(loss=f"{loss:.4f}", val_psnr=f"{self.last_psnr:.2f}")
         bar.close()
-        if self.world > 1:
-            dist.barrier()
-        return {"iterations": self.it, "val_psnr": self.last_psnr, "best_val_psnr": self.best_psnr}
 
-    def _validate(self) -> None:
-        if self.rank == 0:
-            self.last_psnr = validate(self.run, self.ema, self.device)
-            self.best_psnr = max(self.best_psnr, self.last_psnr)
-            log.info("iteration %d: validation PSNR %.3f dB (EMA weights)", self.it, self.last_psnr)
+    def _validate(self) -> dict[str, float] | None:
+        """Rank 0: validate the EMA weights, keep ``best.pt`` when they are the best so far."""
+        if self.rank != 0:
+            return None
+        scores = validate(self.run, self.ema, self.device)
+        self.last_psnr, self.last_agreement = scores["val_psnr"], scores["val_agreement"]
+        agreement = "" if math.isnan(self.last_agreement) else f", expression agreement {self.last_agreement:.3f}"
+        log.info("iteration %d: validation PSNR %.3f dB%s (EMA weights)", self.it, self.last_psnr, agreement)
+        if self.last_psnr > self.best_psnr:
+            self.best_psnr, self.best_iteration = self.last_psnr, self.it
+            save_atomic(inference_checkpoint(self._checkpoint()), self.best_path)
+        return scores

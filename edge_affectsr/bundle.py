@@ -2,7 +2,12 @@
 
 Core module (numpy + stdlib + pydantic): ``convert/`` writes bundles, ``device/`` and ``flash``
 read them. A bundle is verified before use: every file's sha256 must match the manifest, and a
-manifest from a newer schema is refused rather than half understood.
+manifest from a newer schema is refused rather than half understood. Every path a manifest names
+must be relative, normalised and inside the bundle (:func:`bundle_relpath`): whoever hands over a
+bundle writes its manifest, so ``flash`` must never be able to write where an entry points (an entry
+``../../x`` or ``/etc/x`` is refused when the manifest is read, before anything is copied). With
+trusted keys, the manifest's signature (``manifest.sig``, :mod:`edge_affectsr.signing`) is checked
+over the very bytes that are then parsed.
 
 Every manifest section is a typed model with ``extra='forbid'``: readers use attributes (no
 ``.get(key, default)`` scattered over the readers), each default (the self-test's 45 dB bar, the
@@ -15,22 +20,48 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from edge_affectsr.assets import sha256_file
 from edge_affectsr.errors import UserError
 
+if TYPE_CHECKING:
+    from edge_affectsr.signing import SigningKey, TrustedKeys
+
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # detached signature of manifest.json (edge_affectsr/signing.py); not in ``files``
+DIR_MODE, FILE_MODE = 0o755, 0o644  # a bundle is readable by every user (a service user runs it), whatever the umask
 
 
 class BundleError(UserError):
     """A bundle that must not be used; the message names the file or field at fault."""
+
+
+def bundle_relpath(rel: str) -> str:
+    """``rel`` when it names a file inside a bundle: relative, POSIX, normalised (no ``.``, ``..``,
+    ``//`` or trailing ``/``), no backslash or control character; else ValueError saying why."""
+    if not rel:
+        raise ValueError("empty path")
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in rel):
+        raise ValueError(f"path {rel!r} has a backslash or a control character")
+    if rel.startswith("/"):
+        raise ValueError(f"path {rel!r} is absolute; a bundle names its files relative to its folder")
+    if ".." in rel.split("/"):
+        raise ValueError(f"path {rel!r} leaves the bundle folder")
+    if posixpath.normpath(rel) != rel or rel == ".":
+        raise ValueError(f"path {rel!r} is not normalised (write {posixpath.normpath(rel)!r})")
+    return rel
+
+
+BundlePath = Annotated[str, AfterValidator(bundle_relpath)]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class _Section(BaseModel):
@@ -52,7 +83,7 @@ class TensorSpec(_Section):
 class ModelEntry(_Section):
     """One model file of the bundle."""
 
-    file: str = Field(description="path inside the bundle (its sha256 is in files)")
+    file: BundlePath = Field(description="path inside the bundle (its sha256 is in files)")
     format: str = Field(description="tflite-int8 | tflite-fp16 | onnx | tflite")
     inputs: list[TensorSpec] = Field(default_factory=list, description="input tensors, when recorded")
     outputs: list[TensorSpec] = Field(default_factory=list, description="output tensors, when recorded")
@@ -90,10 +121,23 @@ class Landmarks(_Section):
 class Golden(_Section):
     """A small input and its expected int8 output, files in the bundle, for the on-device self-test."""
 
-    lr: str = Field(description="LR face, uint8 [lr_size, lr_size, 3]")
-    lm: str = Field(description="its landmarks, float32 [nodes, 2]")
-    expected_sr: str = Field(description="sr_int8's output on them, uint8 [128, 128, 3]")
+    lr: BundlePath = Field(description="LR face, uint8 [lr_size, lr_size, 3]")
+    lm: BundlePath = Field(description="its landmarks, float32 [nodes, 2]")
+    expected_sr: BundlePath = Field(description="sr_int8's output on them, uint8 [128, 128, 3]")
     min_psnr_db: float = Field(45.0, description="the self-test passes at this PSNR against expected_sr or above")
+
+
+class Routing(_Section):
+    """A logistic classifier on cheap statistics of the LR crop that sends each face to ``sr_int8``
+    (camera-degraded inputs) or ``sr_clean_int8`` (sharp ones); see edge_affectsr.runtime.routing."""
+
+    features: list[str] = Field(description="the statistics, in order (routing.FEATURES)")
+    mean: list[float] = Field(description="per-feature mean used to standardise")
+    std: list[float] = Field(description="per-feature standard deviation used to standardise")
+    weights: list[float] = Field(description="logistic weights on the standardised features")
+    bias: float = Field(description="logistic bias")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="P(degraded) at or above which sr_int8 runs")
+    fitted_on: dict[str, float | int | str] = Field(default_factory=dict, description="faces, degradation, accuracy")
 
 
 class Manifest(_Section):
@@ -109,20 +153,29 @@ class Manifest(_Section):
     preprocessing: Preprocessing = Field(description="the SR model's inputs")
     landmarks: Landmarks = Field(description="the SR model's landmark subset")
     golden: Golden = Field(description="the self-test")
+    routing: Routing | None = Field(None, description="with sr_clean_int8: which SR model each face goes to")
     verification: dict[str, Any] = Field(default_factory=dict, description="convert's report (rows, gates); read by people, not code")
-    files: dict[str, str] = Field(description="relative path -> sha256 of every other file in the bundle")
+    files: dict[BundlePath, Sha256] = Field(description="relative path -> sha256 of every other file in the bundle")
 
 
-def read_manifest(bundle: Path) -> Manifest:
+def read_manifest(bundle: Path, trust: TrustedKeys | None = None) -> Manifest:
+    """The bundle's manifest, parsed and validated; with ``trust`` (non-empty), only after its
+    signature was checked over the very bytes parsed here. BundleError naming what is wrong."""
     path = Path(bundle) / MANIFEST
     if not path.is_file():
         raise BundleError(f"{bundle} is not a model bundle: {MANIFEST} is missing")
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{path}: not valid JSON ({e})") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise BundleError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if trust:
+        trust.check(Path(bundle), data)
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise BundleError(f"{path}: not valid JSON ({type(e).__name__}: {e})") from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise BundleError(f"{path}: no schema_version")
     if version > SCHEMA_VERSION:
         raise BundleError(f"{path}: bundle schema {version} is newer than this runtime reads ({SCHEMA_VERSION}); upgrade edge-affectsr")
@@ -134,39 +187,68 @@ def _validate(raw: dict, where: Path | str) -> Manifest:
     try:
         return Manifest.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top level)'}: "
-                             f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}" for err in e.errors())
+        problems = "; ".join(f"{_location(err['loc'])}: "
+                             f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg'].removeprefix('Value error, ')}"
+                             for err in e.errors())
         raise BundleError(f"{where}: invalid manifest: {problems}") from None
 
 
-def verify_bundle(bundle: Path) -> Manifest:
-    """The manifest, after checking every listed file exists with its sha256 (else BundleError)."""
-    manifest = read_manifest(bundle)
+def _location(loc: tuple) -> str:
+    """``source.foo``; a bad mapping key is named by its mapping (``files``): the message quotes the key."""
+    if loc and loc[-1] == "[key]":
+        loc = loc[:-2]
+    return ".".join(map(str, loc)) or "(top level)"
+
+
+def verify_bundle(bundle: Path, trust: TrustedKeys | None = None) -> Manifest:
+    """The manifest, after checking its signature (when ``trust`` holds keys), that every file it
+    names is covered by a hash, and that every listed file exists inside the bundle with its sha256
+    (else BundleError)."""
+    manifest = read_manifest(bundle, trust)
+    named = {f"model {key}": entry.file for key, entry in manifest.models.items()}
+    named |= {f"golden {key}": rel for key, rel in manifest.golden.model_dump(include={"lr", "lm", "expected_sr"}).items()}
+    for what, rel in named.items():
+        if rel not in manifest.files:
+            raise BundleError(f"{bundle}: {what} ({rel}) is not covered by a hash")
+    root = Path(bundle).resolve()
     for rel, digest in manifest.files.items():
         path = Path(bundle) / rel
         if not path.is_file():
             raise BundleError(f"{bundle}: {rel} is listed in the manifest but missing")
+        if not path.resolve().is_relative_to(root):
+            raise BundleError(f"{bundle}: {rel} is a link that leads out of the bundle folder")
         if sha256_file(path) != digest:
             raise BundleError(f"{bundle}: {rel} does not match its sha256 in the manifest (tampered or corrupt)")
-    for key, entry in manifest.models.items():
-        if entry.file not in manifest.files:
-            raise BundleError(f"{bundle}: model {key} ({entry.file}) is not covered by a hash")
     return manifest
 
 
-def write_bundle(staging: Path, out: Path, manifest: dict) -> Path:
-    """Hash every file in ``staging``, write the manifest, then move the folder to ``out`` in one
-    rename, so a reader never sees half a bundle. ``out`` must not exist."""
+def write_bundle(staging: Path, out: Path, manifest: dict, signer: SigningKey | None = None) -> Path:
+    """Hash every file in ``staging``, write the manifest (and with ``signer`` its signature), make
+    the folder readable by all (0755/0644), then move it to ``out`` in one rename, so a reader never
+    sees half a bundle. ``out`` must not exist."""
     out = Path(out)
     if out.exists():
         raise BundleError(f"{out} already exists; choose a new output folder or remove it")
-    files = {str(p.relative_to(staging)): sha256_file(p) for p in sorted(Path(staging).rglob("*")) if p.is_file() and p.name != MANIFEST}
+    files = {str(p.relative_to(staging)): sha256_file(p) for p in sorted(Path(staging).rglob("*"))
+             if p.is_file() and p.name not in (MANIFEST, SIGNATURE)}
     doc = {"schema_version": SCHEMA_VERSION, **manifest, "files": files}
     _validate(doc, out)
     (Path(staging) / MANIFEST).write_text(json.dumps(doc, indent=2))
+    if signer is not None:
+        signer.sign_bundle(Path(staging))
+    publish_modes(Path(staging))
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, out) if _same_device(staging, out.parent) else shutil.move(str(staging), str(out))
     return out
+
+
+def publish_modes(folder: Path) -> None:
+    """``folder`` and every folder in it 0755, every file 0644: a bundle made under a strict umask
+    (or in a mkdtemp folder, 0700) must still be readable by the service user that runs it."""
+    os.chmod(folder, DIR_MODE)
+    for path in Path(folder).rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
 
 
 def _same_device(a: Path, b: Path) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +12,11 @@ from pydantic import BaseModel, ValidationError
 
 from edge_affectsr.errors import UserError
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (Jetson): tomli is the same parser, backported
+    import tomli as tomllib
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -21,14 +25,21 @@ class ConfigError(UserError, ValueError):
 
 
 def read_mapping(path: Path) -> dict:
+    """The file's top-level mapping; an empty file (or one of comments only) is ``{}``: every key keeps
+    its default. ConfigError for anything that is not a readable YAML/TOML mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be read as text ({e})") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {e}") from e
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: TOMLDecodeError, a YAML date 2001-13-01
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {e}") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return data

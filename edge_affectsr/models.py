@@ -15,13 +15,14 @@ SHIPPED_DIR = Path(__file__).parent / "models"
 SHIPPED = {
     "teacher-x4": "teacher-x4.pt",
     "teacher-x4-ablation": "teacher-x4-ablation.pt",  # no graph branch, no expression term
-    "student-x4": "student-x4.pt",  # the distilled edge student (convert's input); today the same file as student-x4-clean
-    "bundle-x4": "bundle-x4",  # a model bundle folder (convert's output), run by the device daemon
+    "student-x4": "student-x4-camera.pt",  # the shipped edge student (convert's input): the camera-robust one
+    "bundle-x4": "bundle-x4",  # the device's bundle: student-x4 and student-x4-clean in int8, routed per face
+    "bundle-x4-clean": "bundle-x4-clean",  # the earlier bundle of student-x4-clean alone, for comparison
     # trained on the clean protocol only (docs/students.md)
     "student-x4-clean": "student-x4-clean.pt",
     "student-x4-nodistill-clean": "student-x4-nodistill-clean.pt",  # control: the same student, ground truth only
     "student-x4-nograph-clean": "student-x4-nograph-clean.pt",  # control: distilled, no landmark branch
-    # fine-tuned on camera-degraded faces (docs/camera.md); not yet the default: it misses the clean-protocol bar
+    # fine-tuned on camera-degraded faces (docs/camera.md); the same file as student-x4
     "student-x4-camera": "student-x4-camera.pt",
 }
 

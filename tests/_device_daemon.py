@@ -40,19 +40,21 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition", proc: su
     raise AssertionError(f"timed out waiting for {what}{status}\n{tail}")
 
 
-def jsonl_events(path: Path) -> list[dict]:
+def jsonl_events(path: Path, kind: str = "face") -> list[dict]:
+    """The complete lines of one event kind (face, track, group) in a JSON-lines file."""
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.endswith("}")]
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+    return [e for e in lines if e.get("kind", "face") == kind]
 
 
-def db_events(path: Path) -> list[dict]:
-    """Every event in the database, after checking it is intact (a fresh read-only connection)."""
+def db_events(path: Path, table: str = "events") -> list[dict]:
+    """Every event in a table of the database (events, tracks, groups), after checking it is intact (a
+    fresh read-only connection)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return [json.loads(data) for (data,) in db.execute("SELECT data FROM events ORDER BY id")]
+        return [json.loads(data) for (data,) in db.execute(f"SELECT data FROM {table} ORDER BY id")]
     finally:
         db.close()
 

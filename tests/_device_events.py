@@ -1,8 +1,8 @@
-"""A realistic FaceEvent factory shared by the device reporting tests (and their child processes)."""
+"""Realistic event factories (face, track, group) shared by the device reporting tests (and their child processes)."""
 
 from __future__ import annotations
 
-from edge_affectsr.device.reporting.events import FaceEvent, Guard
+from edge_affectsr.device.reporting.events import FaceEvent, GroupEvent, Guard, TrackEvent
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -22,3 +22,22 @@ def make_event(i: int = 0, *, track_id: int | None = None, time: str | None = No
     if time is not None:
         fields["time"] = time
     return FaceEvent(**fields)
+
+
+def make_track_event(track_id: int = 1, **overrides) -> TrackEvent:
+    """A track that was mostly happy for 4 s."""
+    fields = dict(source="builtin", track_id=track_id, start="2025-06-01T12:00:00.000Z", duration_s=4.0, frames=100,
+                  upscales=90, expression="happy", share=0.8, probabilities=dict.fromkeys(LABELS, 0.05) | {"happy": 0.7},
+                  guard_pass_rate=0.75, ended="lost", model="affectsr-student-x4", model_version="0.1.0")
+    fields.update(overrides)
+    return TrackEvent(**fields)
+
+
+def make_group_event(**overrides) -> GroupEvent:
+    """Three people over 10 s: two happy, one neutral."""
+    histogram = dict.fromkeys(LABELS, 0) | {"happy": 2, "neutral": 1}
+    probabilities = dict.fromkeys(LABELS, 0.05) | {"happy": 0.5, "neutral": 0.25}
+    fields = dict(source="builtin", start="2025-06-01T12:00:00.000Z", window_s=10.0, frames=250, faces=3,
+                  faces_per_frame=2.6, histogram=histogram, probabilities=probabilities)
+    fields.update(overrides)
+    return GroupEvent(**fields)

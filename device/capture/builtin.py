@@ -38,7 +38,6 @@ class BuiltinSequence(FrameSource):
         super().__init__()
         self.num_frames, self.size, self.face_px = frames, size, face_px
         self.fps, self.loop = fps, loop
-        self.read = 0
         self._face = cv2.cvtColor(builtin_face(), cv2.COLOR_RGB2BGR)
         self._background = gradient_background(*size)
 
@@ -62,12 +61,8 @@ class BuiltinSequence(FrameSource):
         return frame
 
     def frames(self) -> Iterator[Frame]:
-        index = 0
-        start = time.monotonic()
-        while not self.stopping and (self.loop or index < self.num_frames):
+        first, start = self._next_index, time.monotonic()  # a resumed clip goes on where it was
+        while not self.stopping and (self.loop or self._next_index < self.num_frames):
             if self.fps:
-                self._stop.wait(max(0.0, start + index / self.fps - time.monotonic()))
-            image = self.render(index)
-            self.read += 1
-            yield Frame(index, time.monotonic(), image)
-            index += 1
+                self._stop.wait(max(0.0, start + (self._next_index - first) / self.fps - time.monotonic()))
+            yield self.frame(self.render(self._next_index))

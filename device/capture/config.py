@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge_affectsr.device.capture.limits import FrameLimits
 
 
 class ReconnectConfig(BaseModel):
@@ -33,7 +36,7 @@ class VideoSourceConfig(BaseModel):
     loop: bool = Field(False, description="start a file again at its end")
     width: int | None = Field(None, description="requested frame width; null: the camera's")
     height: int | None = Field(None, description="requested frame height; null: the camera's")
-    fps: float | None = Field(None, description="requested frame rate; null: the camera's")
+    fps: float | None = Field(None, gt=0, description="requested frame rate; null: the camera's")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="how a failing camera is re-opened")
 
 
@@ -49,7 +52,7 @@ class BuiltinSourceConfig(BaseModel):
     kind: Literal["builtin"] = Field(
         "builtin", description="the built-in clip: one synthetic face moving over a 640x480 background")
     frames: int = Field(60, ge=1, description="frames in the clip")
-    fps: float | None = Field(None, description="pace like a live camera; null: as fast as consumed")
+    fps: float | None = Field(None, gt=0, description="pace like a live camera; null: as fast as consumed")
     loop: bool = Field(False, description="start again after the last frame")
 
 
@@ -70,6 +73,15 @@ class CaptureConfig(BaseModel):
         default_factory=BuiltinSourceConfig, description="the frame source; kind: builtin, video, picamera or folder")
     newest_frame_wins: bool | None = Field(
         None, description="drop frames rather than fall behind a live camera; null: true unless the source is builtin")
+    limits: FrameLimits = Field(
+        default_factory=FrameLimits, description="the largest image or video frame decoded; larger ones are skipped")
+    camera: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="this camera's name: the camera label in /metrics, the Home Assistant device; null: the host name")
+
+    def camera_name(self) -> str:
+        """``camera``, or this machine's host name."""
+        return self.camera or socket.gethostname()
 
     @model_validator(mode="after")
     def _resolve_auto(self) -> CaptureConfig:

@@ -8,8 +8,14 @@ from pathlib import Path
 
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"  # the daemon's default http bind
 
+
+def _add_trust(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--trust", action="append", metavar="KEY",
+                   help=f"{what} (a .pub file, a folder of them, or project: the shipped bundles' key); repeatable")
+
 class Flash:
-    """Install a model bundle on a camera: verify every hash here, copy it to
+    """Install a model bundle on a camera: verify every hash here (and with --trust its signature), lock
+    the target (one flash at a time; a second fails at once naming the first), copy it to
     <root>/releases/<name>-<version>-<sha>/ on the target (a local folder, or user@host:/folder over
     ssh with keys), run `selftest` there, switch <root>/current atomically, restart --service and
     wait for --health-url; any failure after the switch rolls back to the previous release.
@@ -32,6 +38,7 @@ class Flash:
                        help="extra ssh arguments, repeatable: \"-i ~/.ssh/cam -p 2222\" or Key=Value "
                             "(as ssh -o); BatchMode=yes and ConnectTimeout=10 are always added")
         p.add_argument("--selftest-timeout", type=float, default=300.0, help="seconds for the self-test (default: 300)")
+        _add_trust(p, "flash only a bundle signed by this public key")
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.device.flash.release import FlashOptions, flash  # noqa: PLC0415
@@ -40,7 +47,8 @@ class Flash:
 
         options = FlashOptions(keep=args.keep, service=args.service, health_url=args.health_url,
                                health_timeout_s=args.health_timeout, remote_cmd=args.remote_cmd,
-                               ssh_options=ssh_option_args(args.ssh_option), selftest_timeout_s=args.selftest_timeout)
+                               ssh_options=ssh_option_args(args.ssh_option), selftest_timeout_s=args.selftest_timeout,
+                               trust=tuple(args.trust or ()))
         result = flash(resolve_model(args.bundle), args.to, options)
         print(result.summary())
         return 0
@@ -55,14 +63,15 @@ class SelfTest:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("bundle", type=Path, help="bundle folder")
-        p.add_argument("--config", type=Path, help="device config: use its interpreter section (delegates, threads)")
+        p.add_argument("--config", type=Path, help="device config: use its interpreter and trust sections")
+        _add_trust(p, "require a signature by this public key (replaces the config's trust.keys)")
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.device.flash.selftest import selftest  # noqa: PLC0415
 
         if not args.verbose:  # delegate fallbacks are expected here: keep the output to one line
             logging.getLogger().setLevel(logging.ERROR)
-        ok, line = selftest(args.bundle, args.config)
+        ok, line = selftest(args.bundle, args.config, args.trust)
         print(line, flush=True)
         return 0 if ok else 1
 

@@ -23,7 +23,12 @@ class NoSpaceError(FlashError):
 
 
 class TamperedBundleError(FlashError, BundleError):
-    """The bundle fails verification here (a file's sha256, a missing file, a bad or newer manifest)."""
+    """The bundle fails verification here (a file's sha256, a missing file, a bad or newer manifest, a
+    path that leaves the bundle, a signature the trusted keys do not accept)."""
+
+
+class FlashLockedError(FlashError):
+    """Another flash to the same target holds its lock; the message names the holder."""
 
 
 class SelfTestFailedError(FlashError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import shlex
 import shutil
@@ -16,7 +18,7 @@ from edge_affectsr.device.flash.errors import (
 )
 from edge_affectsr.device.flash.health import poll_health
 from edge_affectsr.device.flash.target import (
-    CURRENT, PARTIAL, RELEASES, STALE_PARTIAL_S, Target, TargetState, service_error,
+    CURRENT, LOCK, PARTIAL, RELEASES, STALE_PARTIAL_S, Target, TargetState, locked_error, service_error,
 )
 
 
@@ -44,9 +46,34 @@ class LocalTarget(Target):
 
     def __init__(self, root: str | Path) -> None:
         self.root = str(Path(root).expanduser().absolute())
+        self._lock_fd: int | None = None
 
     def describe(self) -> str:
         return self.root
+
+    def lock(self, holder: str) -> None:
+        path = Path(self.path(LOCK))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _local_error(e, f"creating the flash lock {path}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held_by = os.pread(fd, 4096, 0).decode(errors="replace")
+            os.close(fd)
+            raise locked_error(self.describe(), held_by) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode() + b"\n", 0)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # a released lock names no holder
+            os.close(fd)
 
     def prepare(self, release: str) -> TargetState:
         releases = Path(self.path(RELEASES))

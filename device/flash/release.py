@@ -8,9 +8,12 @@ target out as::
 
 and goes through these steps, each of which either finishes or leaves the target as it was:
 
-1. verify every sha256 in the manifest here (a tampered bundle is refused, naming the file, before
-   anything is copied); only the manifest and the files it lists are copied;
-2. check the target (the releases folder can be created and written, ``current`` is a link, there is
+1. verify the bundle here, before anything is copied or the target is touched: with ``--trust`` keys
+   the manifest's signature, every path it names (relative, normalised, inside the bundle: an entry
+   ``../../x`` or ``/etc/x`` is refused) and every sha256; only the manifest, its signature and the
+   files it lists are copied;
+2. lock the target (``flock`` on ``<root>/.flash.lock``, held for the whole flash; a second flash to
+   the same target fails at once, naming the holder), check the target (the releases folder can be created and written, ``current`` is a link, there is
    room for the bundle), copy into ``releases/.<release>.partial-<pid>`` and rename that to the
    release folder, so a half copy is never a release;
 3. self-test there: ``<remote-cmd> selftest <release dir>`` verifies every hash again (so the copy is
@@ -26,12 +29,13 @@ and goes through these steps, each of which either finishes or leaves the target
    current or the previous one (the rollback target).
 
 Every failure the user can fix is a :class:`~edge_affectsr.device.flash.errors.FlashError` with a one-line
-message. One flash per target at a time. The targets: ``flash/local.py`` (a folder here) and
+message. The targets: ``flash/local.py`` (a folder here) and
 ``flash/ssh.py`` (a folder on another machine, over the system ssh).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import posixpath
@@ -41,14 +45,15 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_affectsr.bundle import MANIFEST, BundleError, Manifest, sha256_file, verify_bundle
+from edge_affectsr.bundle import MANIFEST, SIGNATURE, BundleError, Manifest, verify_bundle
 from edge_affectsr.device.flash.errors import (
     FlashError, NoSpaceError, SelfTestFailedError, TamperedBundleError, one_line,
 )
 from edge_affectsr.device.flash.local import LocalTarget
 from edge_affectsr.device.flash.ssh import SshTarget
-from edge_affectsr.device.flash.target import CURRENT, PARTIAL, RELEASES, Target
+from edge_affectsr.device.flash.target import CURRENT, PARTIAL, RELEASES, Target, holder_line
 from edge_affectsr.errors import UserError
+from edge_affectsr.signing import TrustedKeys
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ class FlashOptions:
     remote_cmd: str | None = None  # None: edge-affectsr over ssh, this interpreter for a local target
     ssh_options: tuple[str, ...] = ()  # ready-made ssh arguments, see ssh_option_args
     selftest_timeout_s: float = 300.0
+    trust: tuple[str, ...] = ()  # trusted public keys (files, folders, "project"); empty: signatures not checked
 
 
 @dataclass
@@ -93,9 +99,13 @@ def _safe(text: str) -> str:
 
 
 def release_name(bundle: Path, manifest: Manifest) -> str:
-    """``<name>-<version>-<first 12 hex of sha256(manifest.json)>``: the manifest holds every file's
-    hash, so the same name always means the same content."""
-    return f"{_safe(manifest.name)}-{_safe(manifest.version)}-{sha256_file(Path(bundle) / MANIFEST)[:12]}"
+    """``<name>-<version>-<first 12 hex of sha256(manifest.json [+ manifest.sig])>``: the manifest
+    holds every file's hash, so the same name always means the same content, signature included (a
+    bundle signed after an unsigned flash is a new release, not "already current" without its signature)."""
+    digest = hashlib.sha256((Path(bundle) / MANIFEST).read_bytes())
+    if (Path(bundle) / SIGNATURE).is_file():
+        digest.update((Path(bundle) / SIGNATURE).read_bytes())
+    return f"{_safe(manifest.name)}-{_safe(manifest.version)}-{digest.hexdigest()[:12]}"
 
 
 _SSH_TARGET = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]/]+\]|[^:/@\[\]]+):(?P<path>.*)$")
@@ -109,12 +119,13 @@ def parse_target(to: str, ssh_options: tuple[str, ...] = ()) -> Target:
     return LocalTarget(to)
 
 
-def verify_for_flash(bundle: Path) -> Manifest:
-    """:func:`verify_bundle`, refusing with :class:`TamperedBundleError` (naming the file)."""
+def verify_for_flash(bundle: Path, trust: tuple[str, ...] = ()) -> Manifest:
+    """:func:`verify_bundle` (signed by one of ``trust`` when it names keys), refusing with
+    :class:`TamperedBundleError` naming the file, path or signature at fault."""
     try:
-        return verify_bundle(bundle)
+        return verify_bundle(bundle, TrustedKeys.load(trust))
     except BundleError as e:
-        raise TamperedBundleError(f"refusing to flash: {one_line(e)}") from None
+        raise TamperedBundleError(f"refusing to flash: {one_line(e, 1000)}") from None
 
 
 def flash(bundle: str | Path, to: str, options: FlashOptions | None = None) -> FlashResult:
@@ -126,8 +137,8 @@ def flash(bundle: str | Path, to: str, options: FlashOptions | None = None) -> F
         raise FlashError(f"--health-url must be an http(s) URL, got {opts.health_url!r}")
     start = time.monotonic()
     bundle = Path(bundle)
-    manifest = verify_for_flash(bundle)
-    files = [MANIFEST, *sorted(manifest.files)]
+    manifest = verify_for_flash(bundle, opts.trust)
+    files = [MANIFEST, *([SIGNATURE] if (bundle / SIGNATURE).is_file() else []), *sorted(manifest.files)]
     unlisted = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*")
                       if p.is_file() and str(p.relative_to(bundle)) not in files)
     if unlisted:
@@ -135,6 +146,7 @@ def flash(bundle: str | Path, to: str, options: FlashOptions | None = None) -> F
     size = sum((bundle / rel).stat().st_size for rel in files)
     target = parse_target(to, opts.ssh_options)
     try:
+        target.lock(holder_line(f"flashing {manifest.name} v{manifest.version} from {bundle.resolve()}"))
         return _flash(target, bundle, manifest, files, size, opts, start)
     finally:
         target.close()

@@ -8,17 +8,20 @@ from edge_affectsr.device.flash.errors import one_line
 from edge_affectsr.errors import UserError
 
 
-def selftest(path: str | Path, config: Path | None = None) -> tuple[bool, str]:
-    """Verify, load and golden-check a bundle here: ``(passed, one line)``. Never raises."""
+def selftest(path: str | Path, config: Path | None = None, trust: list[str] | None = None) -> tuple[bool, str]:
+    """Verify (signed by a key of ``trust``, else of the config's ``trust.keys``, when either names
+    any), load and golden-check a bundle here: ``(passed, one line)``. Never raises."""
     try:
         from edge_affectsr.runtime.bundle_models import load_bundle  # noqa: PLC0415 - loads the TFLite runtime
+        from edge_affectsr.signing import TrustConfig  # noqa: PLC0415
 
-        interpreter = None
+        interpreter, keys = None, TrustConfig(keys=list(trust or []))
         if config is not None:
             from edge_affectsr.device.service.settings import load_device_config  # noqa: PLC0415
 
-            interpreter = load_device_config(config).interpreter
-        bundle = load_bundle(path, interpreter=interpreter, self_test=False)
+            device = load_device_config(config)
+            interpreter, keys = device.interpreter, keys if trust else device.trust
+        bundle = load_bundle(path, interpreter=interpreter, self_test=False, trust=keys)
         result = bundle.self_test()
     except UserError as e:
         return False, f"FAIL: {one_line(e)}"

@@ -1,8 +1,12 @@
 """A target folder on another machine, reached with the system ``ssh``.
 
 ssh targets use the system ``ssh`` in batch mode (never a password prompt) with a connect timeout;
-the copy is one tar stream over ssh (only ``sh``, ``tar``, ``df``, ``mv -T``, ``ln`` are needed on
-the target, which BusyBox provides; no sftp subsystem, no rsync).
+the copy is one tar stream over ssh (only ``sh``, ``tar``, ``df``, ``mv -T``, ``ln`` and ``flock`` are
+needed on the target, which BusyBox provides; no sftp subsystem, no rsync).
+
+The flash lock is ``flock`` on the target, held by a shell on a connection of its own for the whole
+flash: it is released when that connection ends, however the flash ends (done, failed, killed, or
+the network gone), so a lock is never left behind.
 """
 
 from __future__ import annotations
@@ -10,21 +14,26 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import select
 import shlex
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 from edge_affectsr.device.flash.errors import (
     FlashError, HealthCheckError, NoSpaceError, PermissionDeniedError, UnreachableHostError, last_line,
 )
 from edge_affectsr.device.flash.target import (
-    CURRENT, DEFAULT_REMOTE_CMD, PARTIAL, RELEASES, STALE_PARTIAL_S, Target, TargetState, service_error,
+    CURRENT, DEFAULT_REMOTE_CMD, LOCK, PARTIAL, RELEASES, STALE_PARTIAL_S, Target, TargetState, locked_error,
+    service_error,
 )
 
 CONNECT_TIMEOUT_S = 10
+LOCK_BUSY = 75  # the lock script's exit status when another flash holds the lock (EX_TEMPFAIL)
+LOCKED = b"locked"  # what the lock script prints once it holds the lock
 SSH_DEFAULTS = ("-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")
 
@@ -60,6 +69,7 @@ class SshTarget(Target):
         self.root = posixpath.normpath(root)
         self.ssh_options = tuple(ssh_options)
         self._control_dir: str | None = None
+        self._lock_proc: subprocess.Popen | None = None
 
     @property
     def ssh(self) -> list[str]:
@@ -71,7 +81,36 @@ class SshTarget(Target):
         multiplex = ("-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_dir}/%C", "-o", "ControlPersist=60")
         return ["ssh", *self.ssh_options, *SSH_DEFAULTS, *multiplex]
 
+    def lock(self, holder: str) -> None:
+        lock = shlex.quote(self.path(LOCK))
+        script = (f"mkdir -p {shlex.quote(self.root)} && exec 9<>{lock} || exit 1; "
+                  "command -v flock >/dev/null || { echo 'flock: command not found' >&2; exit 127; }; "
+                  f"flock -n 9 || {{ cat {lock} >&2; exit {LOCK_BUSY}; }}; "
+                  f"printf '%s\\n' {shlex.quote(holder)} > {lock}; echo {LOCKED.decode()}; "
+                  f"cat >/dev/null; : > {lock}")  # held until our end of the connection closes
+        argv = ["ssh", *self.ssh_options, *SSH_DEFAULTS, self.dest, "sh -c " + shlex.quote(script)]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise FlashError("the ssh client is not installed here (apt-get install openssh-client)") from None
+        if _first_line(proc, CONNECT_TIMEOUT_S * 3) == LOCKED:
+            self._lock_proc = proc
+            return
+        _end(proc)
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.returncode == LOCK_BUSY:
+            raise locked_error(self.describe(), stderr)
+        if proc.returncode == 127:
+            raise FlashError(f"flock is not installed on {self.dest} (util-linux, or BusyBox with flock); "
+                             "flash needs it to lock the target")
+        if proc.returncode == 255 or proc.returncode < 0:  # ssh failed, or stayed silent and was killed
+            raise self._ssh_error(stderr, "taking the flash lock")
+        raise self._remote_error(subprocess.CompletedProcess(argv, proc.returncode, "", stderr), "taking the flash lock")
+
     def close(self) -> None:
+        proc, self._lock_proc = self._lock_proc, None
+        if proc is not None:
+            _end(proc)  # EOF on the remote `cat`: the lock is released
         if self._control_dir is None:
             return
         try:
@@ -199,3 +238,30 @@ if [ -e "$root/{RELEASES}/"{shlex.quote(release)} ] || [ -L "$root/{RELEASES}/"{
         if done.returncode != 0:
             raise HealthCheckError(f"health check on {self.dest} failed: {line.removeprefix('FAIL: ')}")
         return line
+
+
+def _first_line(proc: subprocess.Popen, timeout: float) -> bytes | None:
+    """The first line ``proc`` prints, stripped, or None when it ends or stays silent for ``timeout``."""
+    deadline, line = time.monotonic() + timeout, b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([proc.stdout], [], [], remaining)[0]:
+            return None
+        chunk = os.read(proc.stdout.fileno(), 256)
+        if not chunk:
+            return None
+        line += chunk
+    return line.strip()
+
+
+def _end(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Close ``proc``'s stdin and wait for it to exit (killed after ``timeout``)."""
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
+import os
 import posixpath
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_affectsr.device.flash.errors import FlashError, PermissionDeniedError, ServiceError, last_line
+from edge_affectsr.device.flash.errors import (
+    FlashError, FlashLockedError, PermissionDeniedError, ServiceError, last_line, one_line,
+)
 
 RELEASES = "releases"
 CURRENT = "current"
 PARTIAL = ".partial-"
+LOCK = ".flash.lock"  # <root>/.flash.lock: flock'ed for a whole flash; holds a line naming the holder
 DEFAULT_REMOTE_CMD = "edge-affectsr"
 STALE_PARTIAL_S = 3600  # leftover staging folders of an interrupted flash older than this are removed
 
@@ -31,8 +38,15 @@ class Target:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def lock(self, holder: str) -> None:
+        """Take the target's flash lock (``<root>/.flash.lock``, created with the root if need be) and
+        hold it until :meth:`close`, writing ``holder`` into it; FlashLockedError naming the holder
+        at once when another flash holds it. Why: two flashes to one target would prune each other's
+        fresh release and roll back each other's switch, and both could report success."""
+        raise NotImplementedError
+
     def close(self) -> None:
-        """Release connections (ssh)."""
+        """Release the lock and connections (ssh)."""
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
@@ -75,6 +89,22 @@ class Target:
 
     def health(self, url: str, timeout: float, remote_cmd: str | None) -> str:
         raise NotImplementedError
+
+
+def holder_line(what: str) -> str:
+    """Who holds a lock: ``pid 123 on host (user) since <UTC time>: <what>``, one line."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
+        user = f"uid {os.getuid()}"
+    since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return " ".join(f"pid {os.getpid()} on {socket.gethostname()} ({user}) since {since}: {what}".split())
+
+
+def locked_error(where: str, holder: str) -> FlashLockedError:
+    """The refusal of a second flash, naming the first (``holder``: the lock file's line)."""
+    return FlashLockedError(f"another flash to {where} is in progress ({one_line(holder) or 'holder not yet recorded'}); "
+                            "wait for it to end: its lock is released when it exits")
 
 
 def service_error(service: str, output: str, where: str) -> FlashError:

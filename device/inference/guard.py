@@ -30,6 +30,14 @@ CelebA-aligned crops, measured once on 50 CelebA val faces), because the crop is
 mean shape by construction. A detection spanning the whole image gives FaceMesh a crop 1.5x too
 wide and errors of ~0.6 inter-ocular distances even on HR; the canonical one gives 0.03.
 
+FaceMesh on the SR output is the guard's dearest part (~2.2 ms of its ~2.9 ms a face), and a
+track's face shape changes slowly, so in the frame loop (:meth:`ExpressionGuard.batch` with track
+ids) it runs on a track's first upscale, then every ``landmark_every``-th, and on any face whose SR
+output the critic reads differently from its bicubic upscale (``landmark_on_disagreement``: where SR
+may have changed the face); in between, the track's last measured error stands for the verdict
+and the event says ``landmark_checked: false``. :class:`LandmarkSchedule` keeps that per track.
+All the faces of a frame share one critic call (SR outputs and bicubic upscales together).
+
 Defaults ``min_reference_prob = 0.15``, ``kl_max = 1.0``, ``landmark_max = 0.10`` were chosen with
 ``edge-affectsr camera-eval`` on 148 CelebA val faces taken through the device pipeline and checked
 on 149 others (docs/device.md): the trained int8 student passes 68-76 %, the HR crop 61-77 %, a
@@ -44,6 +52,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -73,6 +82,11 @@ class GuardConfig(BaseModel):
     landmark_max: float = Field(
         0.10, ge=0, description="largest mean landmark distance / inter-ocular distance, FaceMesh on SR vs input")
     landmarks: bool = Field(True, description="run FaceMesh on the SR output (one more FaceMesh call per face)")
+    landmark_every: int = Field(
+        5, ge=1, description="FaceMesh on a track's SR output on its first upscale, then every Nth (1: every "
+                             "face); in between the track's last landmark error stands")
+    landmark_on_disagreement: bool = Field(
+        True, description="also run it on a face whose SR output the critic reads differently from its bicubic upscale")
     fallback_to_bicubic: bool = Field(
         False, description="report the bicubic upscale when the SR output is not preserved")
 
@@ -115,35 +129,87 @@ def landmark_error(found: np.ndarray, reference: np.ndarray) -> float:
     return float(np.linalg.norm(found[:NUM_MESH] - reference[:NUM_MESH], axis=1).mean() / iod)
 
 
+class LandmarkSchedule:
+    """Which upscales of a track get FaceMesh on their SR output: the first, then every ``every``-th;
+    it remembers each track's last measured error for the upscales in between."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self._age: dict[int, int] = {}  # upscales since the track's last check
+        self._error: dict[int, float] = {}
+
+    def due(self, track: int) -> bool:
+        return track not in self._age or self._age[track] + 1 >= self.every
+
+    def record(self, track: int, error: float | None) -> None:
+        """The track's error just measured, or None when its check was skipped."""
+        if error is None:
+            self._age[track] += 1
+        else:
+            self._age[track], self._error[track] = 0, error
+
+    def last(self, track: int) -> float:
+        return self._error.get(track, math.nan)
+
+    def forget_except(self, live: set[int]) -> None:
+        for track in set(self._age) - live:
+            del self._age[track], self._error[track]
+
+
 class ExpressionGuard:
-    """``guard(lr, sr, landmarks_full, found)`` -> :class:`Verdict`. One instance per thread (it owns no
+    """``guard(lr, sr, landmarks_full, found)`` -> :class:`Verdict` for one face, every check made;
+    ``guard.batch(...)`` for all the faces of a frame. One instance per thread (it owns no
     interpreter, but the critic and landmarker it is given do)."""
 
     def __init__(self, critic: FerCritic, landmarker: FaceLandmarker | None, config: GuardConfig | None = None) -> None:
         self.config = config or GuardConfig()
         self.critic = critic
         self.landmarker = landmarker if self.config.landmarks else None
+        self.schedule = LandmarkSchedule(self.config.landmark_every)
 
     def __call__(self, lr_rgb: np.ndarray, sr_rgb: np.ndarray, landmarks_full: np.ndarray, found: bool = True) -> Verdict:
         """``lr_rgb`` the SR input, ``sr_rgb`` its output, ``landmarks_full`` [478, 2] in [0, 1] of the crop;
         ``found`` False when those are the mean shape (no landmark check, module doc)."""
-        bicubic = bicubic_up(lr_rgb, sr_rgb.shape[0])
-        p_sr = self.critic.probabilities(sr_rgb)
+        return self.batch([lr_rgb], [sr_rgb], [landmarks_full], [found])[0]
+
+    def batch(self, lr_rgb: Sequence[np.ndarray], sr_rgb: Sequence[np.ndarray], landmarks_full: Sequence[np.ndarray],
+              found: Sequence[bool], tracks: Sequence[int] | None = None) -> list[Verdict]:
+        """The above for N faces (sequences or ``[N, ...]`` stacks) -> one verdict per face. ``tracks``
+        (each face's track id) turns on the landmark schedule; None checks every face."""
         if not self.config.enabled:  # unchecked: reported as preserved, with no numbers
-            guard = Guard(preserved=True, agreement=True, kl=math.nan, landmark_error=math.nan)
-            return Verdict(guard, p_sr, p_sr, sr_rgb)
-        p_bic = self.critic.probabilities(bicubic)
+            guard = Guard(preserved=True, agreement=True, kl=math.nan, landmark_error=math.nan, landmark_checked=False)
+            return [Verdict(guard, p, p, sr) for p, sr in zip(self.critic.probabilities_batch(sr_rgb), sr_rgb)]
+        bicubic = [bicubic_up(lr, sr.shape[0]) for lr, sr in zip(lr_rgb, sr_rgb)]
+        p = self.critic.probabilities_batch([*sr_rgb, *bicubic])
+        n = len(sr_rgb)
+        return [self._verdict(sr_rgb[i], bicubic[i], p[i], p[n + i], landmarks_full[i], bool(found[i]),
+                              None if tracks is None else tracks[i]) for i in range(n)]
+
+    def _verdict(self, sr_rgb: np.ndarray, bicubic: np.ndarray, p_sr: np.ndarray, p_bic: np.ndarray,
+                 landmarks_full: np.ndarray, found: bool, track: int | None) -> Verdict:
         top = int(np.argmax(p_sr))
         agreement = int(np.argmax(p_bic)) == top
         reference_prob = float(p_bic[top])
         plausible = reference_prob >= self.config.min_reference_prob
         kl = kl_divergence(p_bic[None], p_sr[None])
-        lm_error = self.landmark_error(sr_rgb, landmarks_full) if found else math.nan
+        lm_error, checked = self._landmarks(sr_rgb, landmarks_full, found, track, agreement)
         preserved = plausible and kl <= self.config.kl_max and not lm_error > self.config.landmark_max
         fallback = not preserved and self.config.fallback_to_bicubic
         guard = Guard(preserved=preserved, agreement=agreement, kl=kl, landmark_error=lm_error, fallback=fallback,
-                      reference_prob=reference_prob)
+                      reference_prob=reference_prob, landmark_checked=checked)
         return Verdict(guard, p_sr, p_bic, bicubic if fallback else sr_rgb)
+
+    def _landmarks(self, sr_rgb: np.ndarray, landmarks_full: np.ndarray, found: bool, track: int | None,
+                   agreement: bool) -> tuple[float, bool]:
+        """(landmark error, measured on this output?): measured when due, else the track's last."""
+        if not found or self.landmarker is None:
+            return math.nan, False
+        due = track is None or self.schedule.due(track) or (self.config.landmark_on_disagreement and not agreement)
+        error = self.landmark_error(sr_rgb, landmarks_full) if due else None
+        if track is None:
+            return error, True
+        self.schedule.record(track, error)
+        return (error, True) if due else (self.schedule.last(track), False)
 
     def landmark_error(self, sr_rgb: np.ndarray, landmarks_full: np.ndarray) -> float:
         """FaceMesh on the SR image vs the input landmarks; NaN when the check is off, inf when FaceMesh

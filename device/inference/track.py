@@ -40,11 +40,12 @@ class Track:
 
 
 class IouTracker:
-    """``update(boxes)`` -> one id per box, in the boxes' order."""
+    """``update(boxes)`` -> one id per box, in the boxes' order; ``expired`` the tracks that update ended."""
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         self.tracks: list[Track] = []
+        self.expired: list[Track] = []
         self._next_id = 1
 
     def update(self, boxes: np.ndarray | list) -> list[int]:
@@ -59,12 +60,13 @@ class IouTracker:
             track.box, track.hits, track.missed = boxes[b], track.hits + 1, 0
             ids[b] = track.id
             matched_tracks.add(t)
-        survivors = []
+        survivors, self.expired = [], []
         for t, track in enumerate(self.tracks):
             if t not in matched_tracks:
                 track.missed += 1
                 if track.missed > self.config.max_missed:
                     log.info("track %d expired after %d frames", track.id, track.hits)
+                    self.expired.append(track)
                     continue
             survivors.append(track)
         self.tracks = survivors

@@ -1,4 +1,6 @@
-"""The event record: one face in one processed frame, as every sink (JSON lines, SQLite, MQTT, HTTP) sees it.
+"""The event records every sink (JSON lines, SQLite, MQTT, HTTP) sees: a face in one processed frame
+(:class:`FaceEvent`, kind ``face``), a track that ended (:class:`TrackEvent`, ``track``) and the group
+seen over the last seconds (:class:`GroupEvent`, ``group``). Each JSON line carries its ``kind``.
 
 Why one frozen record: the sinks must agree on what was reported, and a record that cannot change
 after it is made can be handed to several sinks (and threads) without copies. Values are coerced to
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 
 LANDMARK_PATHS = ("facemesh", "keypoints")  # how a face was aligned (FaceEvent.landmarks)
@@ -57,7 +59,9 @@ class Guard:
     over the inter-ocular distance (NaN when not checked: the check is off, or the face had no
     landmarks of its own, ``FaceEvent.landmarks == "keypoints"``); ``fallback``: the bicubic upscale was reported instead;
     ``reference_prob``: the bicubic upscale's probability of the SR output's top expression (the
-    plausibility the guard tests; NaN in events written before it was recorded).
+    plausibility the guard tests; NaN in events written before it was recorded); ``landmark_checked``:
+    FaceMesh ran on this very output (False: the check is off, the face had no landmarks, or the
+    guard's schedule skipped it and ``landmark_error`` is the track's last measured one).
     """
 
     preserved: bool
@@ -66,9 +70,10 @@ class Guard:
     landmark_error: float
     fallback: bool = False
     reference_prob: float = math.nan
+    landmark_checked: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("preserved", "agreement", "fallback"):
+        for name in ("preserved", "agreement", "fallback", "landmark_checked"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         for name in ("kl", "landmark_error", "reference_prob"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -77,16 +82,47 @@ class Guard:
         """Plain JSON-ready values (non-finite numbers as None)."""
         return {"preserved": self.preserved, "agreement": self.agreement, "kl": _finite_or_none(self.kl),
                 "landmark_error": _finite_or_none(self.landmark_error), "fallback": self.fallback,
-                "reference_prob": _finite_or_none(self.reference_prob)}
+                "reference_prob": _finite_or_none(self.reference_prob), "landmark_checked": self.landmark_checked}
+
+
+class Record:
+    """What every event kind shares: ``kind``, ``time``, ``to_dict()`` and its one JSON line."""
+
+    kind: ClassVar[str]
+    time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        """One line of strict JSON (no NaN, no newline inside), the unit every sink writes."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """Rebuild a record from :meth:`to_dict` output (a stored row); extra keys such as ``id`` are ignored."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    @classmethod
+    def from_json(cls, line: str):
+        return cls.from_dict(json.loads(line))
 
 
 @dataclass(frozen=True)
-class FaceEvent:
+class FaceEvent(Record):
     """One face in one processed frame. ``bbox`` is (x0, y0, x1, y1) in frame pixels, ``lr_size``
     (width, height) of the crop fed to the SR model; ``latency_ms`` maps stage name -> ms;
     ``landmarks`` how the face was aligned: ``facemesh`` (its own landmarks) or ``keypoints``
     (FaceMesh rejected it: placed from the detection, upscaled with the mean face shape; events
-    written before the field existed read back as ``facemesh``, the only path there was)."""
+    written before the field existed read back as ``facemesh``, the only path there was).
+    ``expression`` and ``probabilities`` are the track's smoothed ones (``smoothing:``), ``raw_*``
+    this frame's own (the same when smoothing is off, or in events written before smoothing).
+    ``file``: the image of a folder source, or the video file, the frame came from (its name; None
+    for cameras, streams and the built-in clip); ``frame`` counts the source's frames from 0.
+    ``sr_model``: with a routed bundle, which SR model the router picked (``camera``: sr_int8,
+    ``clean``: sr_clean_int8); None for a bundle with one SR model."""
+
+    kind: ClassVar[str] = "face"
 
     frame: int
     source: str
@@ -101,6 +137,10 @@ class FaceEvent:
     model_version: str
     time: str = field(default_factory=utc_now_iso)
     landmarks: str = "facemesh"
+    raw_expression: str | None = None
+    raw_probabilities: Mapping[str, float] | None = None
+    file: str | None = None
+    sr_model: str | None = None
 
     def __post_init__(self) -> None:
         bbox = tuple(float(v) for v in self.bbox)
@@ -114,41 +154,122 @@ class FaceEvent:
             raise ValueError(f"landmarks must be one of {LANDMARK_PATHS}, got {self.landmarks!r}")
         coerced = {
             "frame": int(self.frame), "track_id": int(self.track_id), "source": str(self.source),
+            "file": None if self.file is None else str(self.file),
             "bbox": bbox, "lr_size": lr_size, "guard": guard, "expression": str(self.expression),
-            "probabilities": {str(k): float(v) for k, v in self.probabilities.items()},
-            "latency_ms": {str(k): float(v) for k, v in self.latency_ms.items()},
-            "model": str(self.model), "model_version": str(self.model_version),
+            "probabilities": _float_map(self.probabilities),
+            "raw_expression": str(self.expression if self.raw_expression is None else self.raw_expression),
+            "raw_probabilities": _float_map(self.probabilities if self.raw_probabilities is None
+                                            else self.raw_probabilities),
+            "latency_ms": _float_map(self.latency_ms), "model": str(self.model), "model_version": str(self.model_version),
         }
-        for name, value in coerced.items():
-            object.__setattr__(self, name, value)
+        _set_fields(self, coerced)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as plain JSON-ready values, in a stable key order (time first)."""
         return {
-            "time": self.time, "frame": self.frame, "source": self.source, "track_id": self.track_id,
-            "bbox": list(self.bbox), "lr_size": list(self.lr_size), "landmarks": self.landmarks,
-            "expression": self.expression,
-            "probabilities": _finite_map(self.probabilities, 6), "guard": self.guard.to_dict(),
+            "time": self.time, "kind": self.kind, "frame": self.frame, "source": self.source, "file": self.file,
+            "track_id": self.track_id, "bbox": list(self.bbox), "lr_size": list(self.lr_size), "landmarks": self.landmarks,
+            "expression": self.expression, "probabilities": _finite_map(self.probabilities, 6),
+            "raw_expression": self.raw_expression, "raw_probabilities": _finite_map(self.raw_probabilities, 6),
+            "guard": self.guard.to_dict(),
             "latency_ms": _finite_map(self.latency_ms, 3), "model": self.model, "model_version": self.model_version,
         }
-
-    def to_json(self) -> str:
-        """One line of strict JSON (no NaN, no newline inside), the unit every sink writes."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FaceEvent":
         """Rebuild an event from :meth:`to_dict` output (a stored row); extra keys such as ``id`` are ignored."""
         guard = {k: (math.nan if v is None else v) for k, v in data["guard"].items()}
-        names = {f for f in cls.__dataclass_fields__ if f != "guard"}
+        guard.setdefault("landmark_checked", not math.isnan(guard["landmark_error"]))  # before the schedule
+        names = {f.name for f in fields(cls) if f.name != "guard"}
         kwargs = {k: data[k] for k in names if k in data}
         kwargs["probabilities"] = _nan_map(kwargs.get("probabilities", {}).items())
+        if kwargs.get("raw_probabilities") is not None:
+            kwargs["raw_probabilities"] = _nan_map(kwargs["raw_probabilities"].items())
         kwargs["latency_ms"] = _nan_map(kwargs.get("latency_ms", {}).items())
         return cls(guard=Guard(**guard), **kwargs)
 
-    @classmethod
-    def from_json(cls, line: str) -> "FaceEvent":
-        return cls.from_dict(json.loads(line))
+
+@dataclass(frozen=True)
+class TrackEvent(Record):
+    """A track that ended: who it was over its whole life. ``frames`` it was detected in, ``upscales``
+    of them upscaled and labelled; ``expression`` the most frequent smoothed label of those, ``share``
+    its fraction, ``probabilities`` the mean smoothed distribution; ``guard_pass_rate`` the fraction
+    the guard passed; ``ended``: ``lost`` (the tracker expired it) or ``end of input``."""
+
+    kind: ClassVar[str] = "track"
+    source: str
+    track_id: int
+    start: str
+    duration_s: float
+    frames: int
+    upscales: int
+    expression: str
+    share: float
+    probabilities: Mapping[str, float]
+    guard_pass_rate: float
+    ended: str
+    model: str
+    model_version: str
+    time: str = field(default_factory=utc_now_iso)
+
+    def __post_init__(self) -> None:
+        _set_fields(self, {"track_id": int(self.track_id), "duration_s": float(self.duration_s),
+                           "frames": int(self.frames), "upscales": int(self.upscales), "share": float(self.share),
+                           "probabilities": _float_map(self.probabilities),
+                           "guard_pass_rate": float(self.guard_pass_rate)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "kind": self.kind, "source": self.source, "track_id": self.track_id,
+                "start": self.start, "duration_s": round(self.duration_s, 3), "frames": self.frames,
+                "upscales": self.upscales, "expression": self.expression, "share": round(self.share, 4),
+                "probabilities": _finite_map(self.probabilities, 6), "guard_pass_rate": round(self.guard_pass_rate, 4),
+                "ended": self.ended, "model": self.model, "model_version": self.model_version}
+
+
+
+@dataclass(frozen=True)
+class GroupEvent(Record):
+    """The group over the last ``window_s`` seconds (``start`` to ``time``): ``faces`` distinct tracks
+    labelled in it, ``faces_per_frame`` upscaled faces per processed frame; per track its mean
+    smoothed distribution over the window: ``histogram`` counts the tracks by its top expression,
+    ``probabilities`` is the mean over tracks (each person counts once, however long seen)."""
+
+    kind: ClassVar[str] = "group"
+    source: str
+    start: str
+    window_s: float
+    frames: int
+    faces: int
+    faces_per_frame: float
+    histogram: Mapping[str, int]
+    probabilities: Mapping[str, float]
+    time: str = field(default_factory=utc_now_iso)
+
+    def __post_init__(self) -> None:
+        _set_fields(self, {"window_s": float(self.window_s), "frames": int(self.frames), "faces": int(self.faces),
+                           "faces_per_frame": float(self.faces_per_frame),
+                           "histogram": {str(k): int(v) for k, v in self.histogram.items()},
+                           "probabilities": _float_map(self.probabilities)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "kind": self.kind, "source": self.source, "start": self.start,
+                "window_s": round(self.window_s, 3), "frames": self.frames, "faces": self.faces,
+                "faces_per_frame": round(self.faces_per_frame, 3), "histogram": dict(self.histogram),
+                "probabilities": _finite_map(self.probabilities, 6)}
+
+
+
+EVENT_KINDS: dict[str, type[Record]] = {cls.kind: cls for cls in (FaceEvent, TrackEvent, GroupEvent)}
+
+
+def _set_fields(record: object, values: Mapping[str, Any]) -> None:
+    """Coerced values into a frozen record (from ``__post_init__``)."""
+    for name, value in values.items():
+        object.__setattr__(record, name, value)
+
+
+def _float_map(values: Mapping[str, Any]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in values.items()}
 
 
 def _finite_map(values: Mapping[str, float], digits: int) -> dict[str, float | None]:

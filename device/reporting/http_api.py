@@ -7,9 +7,13 @@ store's read connection, so a slow client never stalls the frame loop. There is 
 authentication: bind to anything but loopback only behind a firewall or a reverse proxy (a warning
 is logged when you do).
 
-Every answer is JSON except ``/metrics`` (Prometheus text). A bad query is a 400 with
-``{"error": ...}``, an unknown path a 404, a failure inside a handler a logged 500 with a short JSON
-body: a client never sees a traceback.
+Every answer is JSON except ``/metrics`` (Prometheus text, ``device/reporting/metrics.py``). A bad
+query is a 400 with ``{"error": ...}``, an unknown path a 404, a failure inside a handler a logged
+500 with a short JSON body: a client never sees a traceback. ``/healthz`` is 200 only while the
+daemon is healthy; 503 ``starting`` before the first frame and 503 ``degraded`` with the reasons
+(no frame, events lost, a delegate fallback: ``device/reporting/health.py``) otherwise. HEAD works
+wherever GET does. The live view (``device/reporting/web_view.py``) adds its page, images and
+server-sent events to ``routes``; a :class:`Response` with ``stream`` writes on until it returns.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_affectsr.device.reporting.health import Health
+from edge_affectsr.device.reporting.metrics import CONTENT_TYPE as PROMETHEUS
+from edge_affectsr.device.reporting.metrics import Metrics
 from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.reporting.store import MAX_LIMIT, EventStore, SinceError, StoreError, parse_since
 from edge_affectsr.errors import UserError
@@ -32,7 +39,6 @@ from edge_affectsr.errors import UserError
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -52,15 +58,21 @@ class HttpConfig(BaseModel):
     host: str = Field("127.0.0.1", description="address to listen on (127.0.0.1: this machine only)")
     port: int = Field(8080, ge=0, le=65535, description="port; 0: any free port (tests)")
     watchdog_s: float = Field(10.0, gt=0, description="/healthz is 503 when no frame was processed for this long")
+    loss_window_s: float = Field(
+        60.0, gt=0, description="/healthz is 503 while events were lost (store, JSON lines, MQTT) within this long")
     max_events: int = Field(1000, ge=1, le=MAX_LIMIT, description="largest ?limit= for /api/events")
     default_events: int = Field(100, ge=1, le=MAX_LIMIT, description="events /api/events returns without ?limit=")
 
 
 @dataclass(frozen=True)
 class Response:
+    """``stream``, when set, writes more of the body after ``body`` until it returns (server-sent
+    events of the live view, ``device/reporting/web_view.py``): no Content-Length, GET only."""
+
     status: int
     body: bytes
     content_type: str = JSON
+    stream: Callable[[Callable[[bytes], None]], None] | None = None
 
 
 def json_response(status: int, data: Any) -> Response:
@@ -74,20 +86,24 @@ class HttpApi:
     version after a SIGHUP reload, the delegate in use), e.g. ``lambda: {"model": ..., "delegate": ...}``;
     flat strings, as they are also the labels of ``edge_affectsr_info`` in /metrics. ``sections`` adds
     named blocks to /api/stats only, e.g. ``{"mqtt": publisher.summary, "crops": saver.summary}``.
+    ``health`` and ``metrics`` default to ones built on ``stats`` alone (frames only, no loss counts).
     """
 
     def __init__(self, config: HttpConfig | None = None, stats: Stats | None = None, store: EventStore | None = None,
                  info: Callable[[], Mapping[str, Any]] | None = None,
-                 sections: Mapping[str, Callable[[], Any]] | None = None) -> None:
+                 sections: Mapping[str, Callable[[], Any]] | None = None, health: Health | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.config = config or HttpConfig()
         self.stats = stats or Stats()
         self.store = store
         self.info = info or dict
         self.sections = dict(sections or {})
+        self.health = health or Health(self.stats, self.config.watchdog_s, self.config.loss_window_s)
+        self.metrics = metrics or Metrics(self.stats, socket.gethostname(), lambda: self.info(), self.health.check)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
-            "/healthz": self.healthz, "/api/stats": self.api_stats, "/metrics": self.metrics, "/api/events": self.api_events,
+            "/healthz": self.healthz, "/api/stats": self.api_stats, "/metrics": self.prometheus, "/api/events": self.api_events,
         }
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -141,12 +157,16 @@ class HttpApi:
 
     def handle(self, path: str) -> Response:
         """Route one GET request path (with its query) to a response; never raises."""
-        url = urlsplit(path)
+        try:
+            url = urlsplit(path)
+            query = parse_qs(url.query, keep_blank_values=True, max_num_fields=20)
+        except ValueError as e:  # more than 20 fields, a malformed "//[host" target
+            return json_response(400, {"error": f"bad request target: {e}"})
         route = self.routes.get(url.path.rstrip("/") or "/")
         if route is None:
             return json_response(404, {"error": f"no such endpoint: {url.path}", "endpoints": sorted(self.routes)})
         try:
-            return route(parse_qs(url.query, keep_blank_values=True, max_num_fields=20))
+            return route(query)
         except (BadRequest, SinceError) as e:
             return json_response(400, {"error": str(e)})
         except StoreError as e:
@@ -156,22 +176,24 @@ class HttpApi:
             return json_response(500, {"error": "internal error; see the daemon's log"})
 
     def healthz(self, query: dict[str, list[str]]) -> Response:
-        """200 when a frame was processed within ``watchdog_s``; 503 before the first frame or when stale."""
+        """200 ``ok``; 503 ``starting`` before the first frame, 503 ``degraded`` with ``reasons``."""
+        report = self.health.check()
         age = self.stats.last_frame_age()
-        status = "starting" if age is None else "ok" if age <= self.config.watchdog_s else "stale"
-        body = {"status": status, "last_frame_age_s": None if age is None else round(age, 3),
-                "watchdog_s": self.config.watchdog_s, "frames": self.stats.counter("frames"), **self.info()}
-        return json_response(200 if status == "ok" else 503, body)
+        body = {"status": report.status, "reasons": list(report.reasons),
+                "last_frame_age_s": None if age is None else round(age, 3), "watchdog_s": self.config.watchdog_s,
+                "frames": self.stats.counter("frames"), "events_lost_in_window": report.lost_in_window, **self.info()}
+        return json_response(200 if report.healthy else 503, body)
 
     def api_stats(self, query: dict[str, list[str]]) -> Response:
-        body = {**self.info(), **self.stats.snapshot()}
+        report = self.health.check()
+        body = {**self.info(), **self.stats.snapshot(), "health": {"status": report.status, "reasons": list(report.reasons)}}
         if self.store is not None:
             body["store"] = self.store.summary()
         body.update({name: section() for name, section in self.sections.items()})
         return json_response(200, body)
 
-    def metrics(self, query: dict[str, list[str]]) -> Response:
-        return Response(200, self.stats.to_prometheus(self.info()).encode(), PROMETHEUS)
+    def prometheus(self, query: dict[str, list[str]]) -> Response:
+        return Response(200, self.metrics.render(), PROMETHEUS)
 
     def api_events(self, query: dict[str, list[str]]) -> Response:
         """``?since=<id|ISO time>&limit=N``: events after an id or from a time, oldest first."""
@@ -200,7 +222,9 @@ def _single(query: dict[str, list[str]], name: str) -> str | None:
 def _limit(text: str | None, default: int, maximum: int) -> int:
     if text is None:
         return default
-    if not text.strip().isdigit() or not 1 <= int(text) <= maximum:
+    digits = text.strip()
+    if (not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(maximum))  # "²".isdigit() is True
+            or not 1 <= int(digits) <= maximum):
         raise BadRequest(f"limit={text!r} must be a whole number from 1 to {maximum}")
     return int(text)
 
@@ -222,16 +246,30 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 10  # a client that stalls mid-request frees its thread after this many seconds
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(with_body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802 - HEAD-based health checks: GET's status and headers, no body
+        self._answer(with_body=False)
+
+    def _answer(self, with_body: bool) -> None:
         response = self.server.api.handle(self.path)  # type: ignore[attr-defined]
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
+            if response.stream is None:
+                self.send_header("Content-Length", str(len(response.body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError):
+            if with_body:
+                self.wfile.write(response.body)
+                if response.stream is not None:
+                    response.stream(self._write_now)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             log.debug("HTTP client went away before the answer to %s", self.path)
+
+    def _write_now(self, data: bytes) -> None:
+        self.wfile.write(data)
+        self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         log.debug("%s %s", self.address_string(), format % args)

@@ -1,4 +1,5 @@
-"""JSON-lines sink: one event per line on stdout or appended to a file, flushed per event.
+"""JSON-lines sink: one event per line (faces, ended tracks, group summaries; each says its ``kind``)
+on stdout or appended to a file, flushed per event.
 
 Why flushed per event: a consumer reading the pipe (``edge-affectsr run | jq``) or tailing the file
 sees each face as it is reported, and a crash loses no line already written. A file is opened in
@@ -19,7 +20,7 @@ from typing import TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_affectsr.device.reporting.events import FaceEvent
+from edge_affectsr.device.reporting.events import Record
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class JsonlSink:
         """The sink a config asks for, or None when it is disabled."""
         return cls(config.path) if config.enabled else None
 
-    def write(self, event: FaceEvent) -> bool:
+    def write(self, event: Record) -> bool:
         """Write one line and flush it; False (and counted) when the sink is off or the write failed."""
         line = event.to_json() + "\n"
         with self._lock:

@@ -1,4 +1,5 @@
-"""Fan-out of one frame's events to every configured sink: SQLite first, then JSON lines, then MQTT.
+"""Fan-out of one frame's events (faces, ended tracks, group summaries) to every configured sink:
+SQLite first, then JSON lines, then MQTT.
 
 Why this order: the database is the record the HTTP API serves and the one that must survive a
 crash, so a frame's events are committed there (one transaction) before they are printed or
@@ -12,23 +13,23 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, Sequence
 
-from edge_affectsr.device.reporting.events import FaceEvent
+from edge_affectsr.device.reporting.events import Record
 
 log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    def insert_many(self, events: Sequence[FaceEvent]) -> list[int]: ...
+    def insert_many(self, events: Sequence[Record]) -> list[int]: ...
     def close(self) -> None: ...
 
 
 class LineSink(Protocol):
-    def write(self, event: FaceEvent) -> bool: ...
+    def write(self, event: Record) -> bool: ...
     def close(self) -> None: ...
 
 
 class Publisher(Protocol):
-    def publish(self, event: FaceEvent) -> bool: ...
+    def publish(self, event: Record) -> bool: ...
     def close(self, timeout: float = 1.0) -> None: ...
 
 
@@ -40,7 +41,7 @@ class EventSinks:
         self.written = 0
         self._closed = False
 
-    def write(self, events: Sequence[FaceEvent]) -> None:
+    def write(self, events: Sequence[Record]) -> None:
         if not events or self._closed:
             return
         if self.store is not None:

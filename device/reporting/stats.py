@@ -1,4 +1,4 @@
-"""Rolling pipeline statistics: per-stage latency quantiles, fps, counters; as JSON and as Prometheus text.
+"""Rolling pipeline statistics: per-stage latency quantiles, fps, counters, as plain numbers.
 
 Why rolling: on a camera that runs for months, what matters is how it performs now, so latency
 quantiles are taken over the last ``window`` samples of each stage and fps over the last
@@ -6,9 +6,11 @@ quantiles are taken over the last ``window`` samples of each stage and fps over 
 The frame loop records, HTTP threads read: every method takes one lock, and the percentiles are
 computed at read time, so recording costs a deque append.
 
-Prometheus exposition (text format 0.0.4): names prefixed ``edge_affectsr_``, counters end in
-``_total``, stage latency is a summary in seconds (the Prometheus base unit) with ``quantile``
-labels over the window plus cumulative ``_sum`` and ``_count``; the JSON keeps milliseconds for people.
+Counts that another component keeps (the store's failed writes, the MQTT queue's drops, the
+source's skipped images) are *mirrored*: read from their owner when a snapshot is taken, so
+``/api/stats`` and ``/metrics`` show every skip and loss without a second copy to keep in step.
+The JSON keeps milliseconds for people; ``device/reporting/metrics.py`` turns the same numbers into
+Prometheus families (with latency histograms fed through :meth:`Stats.add_latency_listener`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-PREFIX = "edge_affectsr_"
 QUANTILES = (0.5, 0.95)
 COUNTERS: dict[str, str] = {
     "frames": "Frames processed.",
@@ -64,6 +65,9 @@ class Stats:
         self._frame_times: deque[float] = deque()
         self._started = clock()
         self._last_frame: float | None = None
+        self._sections: dict[str, dict[str, Any]] = {}
+        self._mirrors: dict[str, Callable[[], int]] = {}
+        self._latency_listeners: list[Callable[[str, float], None]] = []
 
     # --- recording (frame loop) ------------------------------------------------------------------
 
@@ -76,6 +80,23 @@ class Stats:
             self._samples[stage].append(float(ms))
             self._sums[stage] += float(ms)
             self._counts[stage] += 1
+            listeners = tuple(self._latency_listeners)
+        for listener in listeners:
+            listener(stage, float(ms))
+
+    def add_latency_listener(self, listener: Callable[[str, float], None]) -> None:
+        """Call ``listener(stage, ms)`` with every latency sample (e.g. a Prometheus histogram)."""
+        with self._lock:
+            self._latency_listeners.append(listener)
+
+    def mirror(self, counter: str, help_text: str, read: Callable[[], int]) -> None:
+        """Show the count ``read()`` returns as the counter ``counter`` (read at snapshot time; its owner
+        keeps it). ``read`` must not call back into these Stats."""
+        if not _NAME.match(counter) or counter in self.help:
+            raise ValueError(f"counter name {counter!r} is not a valid metric name, or already declared")
+        with self._lock:
+            self.help[counter] = help_text
+            self._mirrors[counter] = read
 
     def record_frame(self) -> None:
         """A frame finished processing: counts it, feeds fps and the health check."""
@@ -100,6 +121,12 @@ class Stats:
                 raise KeyError(f"unknown counter {counter!r}; declare it in extra_counters")
             self._counters[counter] = max(self._counters[counter], int(value))
 
+    def publish(self, name: str, section: Mapping[str, Any]) -> None:
+        """Show ``section`` (plain JSON values, e.g. the latest group summary) under ``name`` in the
+        snapshot until it is published again."""
+        with self._lock:
+            self._sections[name] = dict(section)
+
     # --- reading (HTTP threads) ------------------------------------------------------------------
 
     def last_frame_age(self) -> float | None:
@@ -109,20 +136,25 @@ class Stats:
 
     def counter(self, name: str) -> int:
         with self._lock:
-            return self._counters[name]
+            read = self._mirrors.get(name)
+            if read is None:
+                return self._counters[name]
+        return int(read())
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything as plain numbers: fps, uptime, counters, and per stage p50/p95/mean ms over the window."""
+        """Everything as plain numbers: fps, uptime, counters (mirrored ones included), and per stage
+        p50/p95/mean ms over the window."""
         with self._lock:
-            return self._snapshot_locked()
-
-    def _snapshot_locked(self) -> dict[str, Any]:
-        now = self._clock()
-        self._trim_frames(now)
-        stages = {stage: self._stage_summary(stage) for stage in self._samples}
-        age = None if self._last_frame is None else round(now - self._last_frame, 3)
-        return {"fps": round(self._fps(now), 2), "uptime_s": round(now - self._started, 1),
-                "last_frame_age_s": age, "counters": dict(self._counters), "latency_ms": stages}
+            mirrors = dict(self._mirrors)
+        mirrored = {name: int(read()) for name, read in mirrors.items()}  # outside the lock: owners lock too
+        with self._lock:
+            now = self._clock()
+            self._trim_frames(now)
+            stages = {stage: self._stage_summary(stage) for stage in self._samples}
+            age = None if self._last_frame is None else round(now - self._last_frame, 3)
+            return {"fps": round(self._fps(now), 2), "uptime_s": round(now - self._started, 1),
+                    "last_frame_age_s": age, "counters": {**self._counters, **mirrored}, "latency_ms": stages,
+                    **self._sections}
 
     def _stage_summary(self, stage: str) -> dict[str, float | int]:
         samples = np.fromiter(self._samples[stage], dtype=np.float64)
@@ -140,59 +172,3 @@ class Stats:
         n = len(self._frame_times)
         span = now - self._frame_times[0] if n else 0.0
         return (n - 1) / span if n >= 2 and span > 0 else 0.0
-
-    # --- Prometheus ------------------------------------------------------------------------------
-
-    def to_prometheus(self, info: Mapping[str, Any] | None = None) -> str:
-        """Prometheus text exposition (format 0.0.4). ``info`` (model, version, delegate, ...) becomes the
-        labels of ``edge_affectsr_info 1``."""
-        with self._lock:
-            snap, sums = self._snapshot_locked(), dict(self._sums)
-        lines: list[str] = []
-        if info:
-            _family(lines, "info", "gauge", "Build and runtime information (value is always 1).")
-            lines.append(f"{PREFIX}info{_labels(info)} 1")
-        _family(lines, "fps", "gauge", f"Frames processed per second over the last {self.config.fps_window_s:g} s.")
-        lines.append(f"{PREFIX}fps {_num(snap['fps'])}")
-        _family(lines, "uptime_seconds", "gauge", "Seconds since the pipeline started.")
-        lines.append(f"{PREFIX}uptime_seconds {_num(snap['uptime_s'])}")
-        if snap["last_frame_age_s"] is not None:
-            _family(lines, "last_frame_age_seconds", "gauge", "Seconds since the last processed frame.")
-            lines.append(f"{PREFIX}last_frame_age_seconds {_num(snap['last_frame_age_s'])}")
-        for name, value in snap["counters"].items():
-            _family(lines, f"{name}_total", "counter", self.help[name])
-            lines.append(f"{PREFIX}{name}_total {value}")
-        if snap["latency_ms"]:
-            _family(lines, "stage_latency_seconds", "summary",
-                    f"Per-stage latency; quantiles over the last {self.config.window} samples.")
-        for stage, summary in snap["latency_ms"].items():
-            for q, key in zip(QUANTILES, ("p50", "p95")):
-                labels = _labels({"stage": stage, "quantile": q})
-                lines.append(f"{PREFIX}stage_latency_seconds{labels} {_num(summary[key] / 1000)}")
-            lines.append(f"{PREFIX}stage_latency_seconds_sum{_labels({'stage': stage})} {_num(sums[stage] / 1000)}")
-            lines.append(f"{PREFIX}stage_latency_seconds_count{_labels({'stage': stage})} {summary['count']}")
-        return "\n".join(lines) + "\n"
-
-
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-    lines += [f"# HELP {PREFIX}{name} {help_text}", f"# TYPE {PREFIX}{name} {kind}"]
-
-
-def _labels(values: Mapping[str, Any]) -> str:
-    """``{k="v",...}`` with label values escaped as the format requires (backslash, quote, newline)."""
-    parts = []
-    for key, value in values.items():
-        text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        parts.append(f'{re.sub(r"[^a-zA-Z0-9_]", "_", str(key))}="{text}"')
-    return "{" + ",".join(parts) + "}"
-
-
-def _num(value: float) -> str:
-    """A sample value: Go float syntax (NaN, +Inf, -Inf) for the non-finite ones."""
-    value = float(value)
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)

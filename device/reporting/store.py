@@ -1,4 +1,5 @@
-"""The SQLite event store: every reported face, queryable by the HTTP API, bounded by age and size.
+"""The SQLite event store: every reported face (``events``), ended track (``tracks``) and group summary
+(``groups``), queryable by the HTTP API, bounded by age and size.
 
 Why these settings: WAL lets the HTTP thread read while the frame loop writes, and with
 ``synchronous=NORMAL`` a commit costs no fsync (the WAL is synced at checkpoints), yet a killed
@@ -15,7 +16,12 @@ oldest rows until the live data fits ``max_size_mb``; freed pages are returned t
 Each event is stored as its JSON line (``data``; time, track and frame are columns only for the
 queries), so a new event field needs no schema change (``SCHEMA_VERSION`` stays): rows written before
 it read back with the field's default (``landmarks`` -> ``facemesh``, the only path there was), and
-an older reader ignores keys it does not know.
+an older reader ignores keys it does not know. A new table is no incompatible change either: opening
+a file creates the tables it lacks (a file from before ``tracks`` and ``groups`` gets them, its
+events untouched), and an older release, after a rollback, reads ``events`` as before and ignores
+them, so the version is not bumped for it (a bump would make that release refuse the file).
+Retention by age applies to every table; the size quota deletes the oldest face events (the bulk:
+one row per face per frame against one per track and one per ``summaries.group_every_s``).
 
 A database that cannot be written (full disk, I/O error) does not stop the daemon: the failure is
 logged once when it starts and once when it ends, and failed inserts are counted in ``failed``.
@@ -35,13 +41,14 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_affectsr.device.reporting.events import FaceEvent, parse_time
+from edge_affectsr.device.reporting.events import Record, parse_time
 from edge_affectsr.errors import UserError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_LIMIT = 10_000
+MAX_EVENT_ID = 2**63 - 1  # SQLite's largest INTEGER
 _CHUNK = 2_000  # rows per DELETE transaction during retention: keeps each write lock short
 _SIZE_TARGET = 0.9  # prune down to this fraction of max_size_mb, so pruning does not run every insert
 
@@ -55,7 +62,26 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_track ON events(track_id, ts);
+CREATE TABLE IF NOT EXISTS tracks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    track_id INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tracks_ts ON tracks(ts);
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS groups_ts ON groups(ts);
 """
+TABLES = {"face": "events", "track": "tracks", "group": "groups"}  # event kind -> its table
+_INSERT = {
+    "face": "INSERT INTO events(ts, track_id, frame, data) VALUES (?, ?, ?, ?)",
+    "track": "INSERT INTO tracks(ts, track_id, data) VALUES (?, ?, ?)",
+    "group": "INSERT INTO groups(ts, data) VALUES (?, ?)",
+}
 
 
 class StoreError(UserError):
@@ -82,7 +108,9 @@ class StoreConfig(BaseModel):
 def parse_since(text: str) -> int | datetime:
     """An API ``since`` value: digits are an event id (exclusive), anything else an ISO time (inclusive)."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # ("²".isdigit() is True)
+        if len(text) > len(str(MAX_EVENT_ID)) or int(text) > MAX_EVENT_ID:  # SQLite would raise OverflowError
+            raise SinceError(f"since={text!r} is larger than any event id ({MAX_EVENT_ID})")
         return int(text)
     try:
         return parse_time(text)
@@ -143,14 +171,15 @@ class EventStore:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def insert(self, event: FaceEvent) -> int | None:
+    def insert(self, event: Record) -> int | None:
         """Store one event in its own transaction; its id, or None when the write failed (counted)."""
         ids = self.insert_many([event])
         return ids[0] if ids else None
 
-    def insert_many(self, events: Iterable[FaceEvent]) -> list[int]:
-        """Store events (one frame's faces) in one transaction: all are committed or none. Their ids,
-        in order; [] when the write failed (logged when failures start, counted in ``failed``)."""
+    def insert_many(self, events: Iterable[Record]) -> list[int]:
+        """Store events of any kind (one frame's faces and summaries) in one transaction: all are
+        committed or none. Their ids (each in its kind's table), in order; [] when the write failed
+        (logged when failures start, counted in ``failed``)."""
         rows = [_row(e) for e in events]
         if not rows:
             return []
@@ -167,11 +196,10 @@ class EventStore:
                 self._prune_locked()
         return ids
 
-    def _insert_rows(self, rows: list[tuple]) -> list[int]:
+    def _insert_rows(self, rows: list[tuple[str, tuple]]) -> list[int]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            ids = [self._db.execute("INSERT INTO events(ts, track_id, frame, data) VALUES (?, ?, ?, ?)", row).lastrowid
-                   for row in rows]
+            ids = [self._db.execute(sql, row).lastrowid for sql, row in rows]
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
@@ -216,7 +244,7 @@ class EventStore:
         if self.config.retention_days is None:
             return 0
         cutoff = self._clock() - self.config.retention_days * 86400.0
-        return self._delete_where("ts < ?", (cutoff,), limit=None)
+        return sum(self._delete_where(table, "ts < ?", (cutoff,), limit=None) for table in TABLES.values())
 
     def _prune_size(self) -> int:
         if self.config.max_size_mb is None:
@@ -228,15 +256,15 @@ class EventStore:
             if used <= limit or rows == 0:
                 break
             excess = used - limit * _SIZE_TARGET
-            deleted += self._delete_where("1", (), limit=max(1, math.ceil(excess / (used / rows))))
+            deleted += self._delete_where("events", "1", (), limit=max(1, math.ceil(excess / (used / rows))))
         return deleted
 
-    def _delete_where(self, condition: str, params: tuple, limit: int | None) -> int:
-        """Delete the oldest rows matching ``condition`` (at most ``limit``), in short transactions."""
+    def _delete_where(self, table: str, condition: str, params: tuple, limit: int | None) -> int:
+        """Delete the oldest rows of ``table`` matching ``condition`` (at most ``limit``), in short transactions."""
         deleted = 0
         while limit is None or deleted < limit:
             chunk = _CHUNK if limit is None else min(_CHUNK, limit - deleted)
-            cur = self._db.execute(f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {condition} "
+            cur = self._db.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {condition} "
                                    "ORDER BY id LIMIT ?)", (*params, chunk))
             deleted += cur.rowcount
             if cur.rowcount < chunk:
@@ -245,20 +273,23 @@ class EventStore:
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def events_since(self, since: int | str | datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Events after id ``since`` (exclusive) or at/after time ``since`` (inclusive), oldest first, at
-        most ``limit``; with no ``since``, the newest ``limit`` (oldest first). Each is the event's dict
-        with its ``id`` first. Safe from any thread (its own read-only connection)."""
+    def events_since(self, since: int | str | datetime | None = None, limit: int = 100,
+                     kind: str = "face") -> list[dict[str, Any]]:
+        """Events of ``kind`` (face, track, group) after id ``since`` (exclusive) or at/after time ``since``
+        (inclusive), oldest first, at most ``limit``; with no ``since``, the newest ``limit`` (oldest
+        first). Each is the event's dict with its ``id`` first. Safe from any thread (its own read-only
+        connection)."""
         if isinstance(since, str):
             since = parse_since(since)
         limit = max(1, min(int(limit), MAX_LIMIT))
+        table = TABLES[kind]
         if since is None:
-            sql = "SELECT id, data FROM (SELECT id, data FROM events ORDER BY id DESC LIMIT ?) ORDER BY id"
+            sql = f"SELECT id, data FROM (SELECT id, data FROM {table} ORDER BY id DESC LIMIT ?) ORDER BY id"
             params: tuple = (limit,)
         elif isinstance(since, datetime):
-            sql, params = "SELECT id, data FROM events WHERE ts >= ? ORDER BY id LIMIT ?", (since.timestamp(), limit)
+            sql, params = f"SELECT id, data FROM {table} WHERE ts >= ? ORDER BY id LIMIT ?", (since.timestamp(), limit)
         else:
-            sql, params = "SELECT id, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (int(since), limit)
+            sql, params = f"SELECT id, data FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (int(since), limit)
         with self._read_lock:
             rows = self._read_connection().execute(sql, params).fetchall()
         return [{"id": row_id, **json.loads(data)} for row_id, data in rows]
@@ -315,5 +346,11 @@ class EventStore:
         self.close()
 
 
-def _row(event: FaceEvent) -> tuple[float, int, int, str]:
-    return parse_time(event.time).timestamp(), event.track_id, event.frame, event.to_json()
+def _row(event: Record) -> tuple[str, tuple]:
+    """The INSERT statement of the event's kind and its values."""
+    ts, data = parse_time(event.time).timestamp(), event.to_json()
+    if event.kind == "face":
+        return _INSERT["face"], (ts, event.track_id, event.frame, data)
+    if event.kind == "track":
+        return _INSERT["track"], (ts, event.track_id, data)
+    return _INSERT[event.kind], (ts, data)

@@ -27,6 +27,7 @@ import numpy as np
 from edge_affectsr.device.capture.builtin import BuiltinSequence
 from edge_affectsr.device.capture.sources import VideoSource
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, STAGES, Pipeline
+from edge_affectsr.device.service.batch_timing import per_face_ms
 from edge_affectsr.device.reporting.stats import Stats, StatsConfig
 from edge_affectsr.device.reporting.store import EventStore, StoreConfig
 from edge_affectsr.device.service.settings import DeviceConfig
@@ -55,6 +56,17 @@ def write_builtin_video(path: Path, frames: int = 120, fps: float = 25.0) -> Pat
     return path
 
 
+def probe_video(path: Path) -> None:
+    """Decode the first frame before any model loads: a file that cannot be opened or decoded is a
+    CaptureError naming it at once (it used to be retried forever, so ``--seconds`` never came)."""
+    source = VideoSource(str(path))
+    try:
+        next(iter(source), None)
+    finally:
+        source.stop()
+        source.close()
+
+
 def rss_bytes() -> int:
     """Resident set size of this process (psutil when installed, else /proc/self/statm)."""
     try:
@@ -79,7 +91,8 @@ class BenchLoop:
         # so its memory is the daemon's and not a growing list of samples
         self._stats_config = StatsConfig(window=1_000_000, fps_window_s=3600) if keep_all_samples else cfg.stats
         self.pipeline = Pipeline(self.bundle, cfg.pipeline, cfg.guard, cfg.align, cfg.tracker, cfg.roi,
-                                 stats=self._fresh_stats())
+                                 stats=self._fresh_stats(), budget=cfg.budget, smoothing=cfg.smoothing,
+                                 summaries=cfg.summaries)
         self.source = VideoSource(str(video), loop=True)
         self._frames = iter(self.source)
         self.faces = 0
@@ -91,7 +104,7 @@ class BenchLoop:
         """Decode one frame, process it, commit its events."""
         frame = next(self._frames)
         result = self.pipeline.process(frame, self.source.name)
-        self.store.insert_many(result.events)
+        self.store.insert_many(result.records)
         self.faces += len(result.faces)
 
     def reset_stats(self) -> None:
@@ -127,12 +140,13 @@ def bench_threads(config: DeviceConfig, bundle: str | None, video: Path, threads
             frames, elapsed = run_for(loop, seconds)
             snap = loop.pipeline.stats.snapshot()
             faces = loop.faces
+            per_face = per_face_ms(loop.bundle)
         finally:
             loop.close()
     stages = {k: {"p50": v["p50"], "p95": v["p95"]} for k, v in snap["latency_ms"].items()}
     return {"threads": threads, "frames": frames, "seconds": round(elapsed, 2), "fps": round(frames / elapsed, 2),
             "faces_per_frame": round(faces / max(frames, 1), 3), "latency_ms": stages,
-            "counters": snap["counters"], "delegate": loop.bundle.delegate.delegate}
+            "counters": snap["counters"], "delegate": loop.bundle.delegate.delegate, "per_face_ms": per_face}
 
 
 def soak(config: DeviceConfig, bundle: str | None, video: Path, minutes: float, threads: int = 2,
@@ -170,13 +184,23 @@ def markdown(results: list[dict[str, Any]], soak_result: dict[str, Any] | None =
     rule = "|" + "---|" * (3 + len(stages))
     rows = [f"| {r['threads']} | {r['fps']:.1f} | {r['faces_per_frame']:.2f} | "
             + " | ".join(_cell(r["latency_ms"].get(s)) for s in stages) + " |" for r in results]
-    text = "\n".join([head, rule, *rows])
+    text = "\n".join([head, rule, *rows, "", per_face_table(results)])
     if soak_result:
         s = soak_result
         text += ("\n\n| soak minutes | threads | fps | RSS first MB | RSS last MB | RSS max MB | growth % |\n|---|---|---|---|---|---|---|\n"
                  f"| {s['minutes']} | {s['threads']} | {s['fps']:.1f} | {s['rss_mb_first']} | {s['rss_mb_last']} | "
                  f"{s['rss_mb_max']} | {s['growth_pct']:+.2f} |")
     return text
+
+
+def per_face_table(results: list[dict[str, Any]]) -> str:
+    """SR and critic ms per face, one call each against one call for all a frame's faces (batch_timing.py)."""
+    head = ("| threads | faces | SR float conversion, 1 call/face | SR 1 call/face | SR 1 call/frame | "
+            "critic 1 call/face | critic 1 call/frame |\n|---|---|---|---|---|---|---|")
+    rows = [f"| {r['threads']} | {p['faces']} | {p['sr_float']:.2f} | {p['sr_one']:.2f} | {p['sr_batch']:.2f}"
+            f"{'' if p['sr_batched'] else ' (1 invoke/face)'} | {p['critic_one']:.2f} | {p['critic_batch']:.2f} |"
+            for r in results for p in [r["per_face_ms"]]]
+    return "\n".join([head, *rows])
 
 
 def _cell(stage: dict[str, float] | None) -> str:
@@ -191,6 +215,8 @@ def run_bench(config: DeviceConfig, bundle: str | None, video: Path | None, seco
             video = write_builtin_video(Path(tmp) / "builtin_640x480.avi")
         elif not Path(video).is_file():
             raise BenchError(f"--video {video}: no such file")
+        else:
+            probe_video(Path(video))
         results = [bench_threads(config, bundle, Path(video), t, seconds) for t in threads]
         soak_result = soak(config, bundle, Path(video), soak_minutes) if soak_minutes else None
     report = {"video": str(video), "results": results, "soak": soak_result,

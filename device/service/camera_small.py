@@ -55,7 +55,7 @@ class SmallFaces:
 
     cell: str  # e.g. "jpeg:24", as ``eval --degradation`` spells it
     degradation: CameraDegradation
-    tiles: tuple[int, int] = DetectorConfig().tiles
+    tiles: tuple[int, int] | None = None  # None: the device's default schedule (zoom levels)
     frame_size: tuple[int, int] = FRAME_SIZE  # rows, columns
     seed: int = 0
 
@@ -73,15 +73,16 @@ class SmallFaces:
         if cfg.crop_px[1] * 3 > min(rows, cols):
             raise UserError(f"--small {spec}: a {cfg.crop_px[1]} px face needs a frame of at least 3 times that "
                             f"(a crop's side clear of each edge; got {cols}x{rows})")
-        return cls(cell, cfg, tiles or DetectorConfig().tiles, frame_size, seed)
+        return cls(cell, cfg, tiles, frame_size, seed)
 
-    def detector_config(self, tiles: tuple[int, int] | None = None) -> DetectorConfig:
-        """The device's detector settings with these tiles, every tile scanned on the one frame."""
-        return DetectorConfig(tiles=tiles or self.tiles, tiles_per_call=None)
+    def detector_config(self) -> DetectorConfig:
+        """The device's detector settings with this cell's tiles, every tile scanned on the one frame."""
+        return DetectorConfig(tiles=self.tiles, tiles_per_call=None)
 
     def describe(self) -> dict:
         rows, cols = self.frame_size
-        return {"mode": "small", "cell": self.cell, "frame": f"{cols}x{rows}", "tiles": list(self.tiles), "seed": self.seed}
+        tiles = list(self.tiles) if self.tiles else "zoom levels"
+        return {"mode": "small", "cell": self.cell, "frame": f"{cols}x{rows}", "tiles": tiles, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def with_reference(face: FaceResult, reference: np.ndarray) -> FaceResult:
 def device_detector(bundle: LoadedBundle, spec: SmallFaces) -> FaceDetector | None:
     """A second detector with the device's default tiles, when the cell scans other tiles: how many of
     these faces an unconfigured camera would find."""
-    if tuple(spec.tiles) == tuple(DetectorConfig().tiles):
+    if spec.tiles is None:
         return None
     model = bundle.path / bundle.manifest.models["face_detector"].file
-    return FaceDetector(model, spec.detector_config(DetectorConfig().tiles), InterpreterConfig().on_cpu())
+    return FaceDetector(model, DetectorConfig(tiles_per_call=None), InterpreterConfig().on_cpu())

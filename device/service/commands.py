@@ -36,14 +36,33 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out.update({"store.enabled": False} if args.db == OFF else {"store.enabled": True, "store.path": args.db})
     if getattr(args, "http", None):
         out.update({f"http.{k}": v for k, v in parse_http(args.http).items()})
+    if getattr(args, "trust", None):
+        out["trust.keys"] = args.trust
+    if getattr(args, "save", None):
+        out["outputs.video"] = str(args.save)
+    if getattr(args, "report", None):
+        out["outputs.report"] = args.report
     return out
+
+
+def _add_outputs(p: argparse.ArgumentParser, report: str | None = None) -> None:
+    p.add_argument("--save", type=Path, metavar="OUT.mp4",
+                   help="write the annotated video: boxes, track ids, expressions, the SR faces inset (.mp4 or .avi)")
+    p.add_argument("--report", metavar="OUT.csv|-", default=report,
+                   help="write one CSV row per upscaled face, naming its source, file and frame; - for stdout "
+                        f"(default: {report or 'none'})")
 
 
 class Run:
     """Run the camera daemon: detect faces, upscale them with the bundle's int8 model, check that the
     expression survived, report one event per face (JSON lines, SQLite, optionally MQTT), serve
-    /healthz, /api/stats, /metrics and /api/events. With no arguments: the shipped bundle on the
-    built-in clip, stopping at its end. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the bundle."""
+    /healthz, /api/stats, /metrics, /api/events and the live view at / (frames and faces shown only
+    with preview: true, the default for the built-in clip). With no arguments: the shipped bundle on
+    the built-in clip, stopping at its end. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the bundle.
+
+    examples:
+      edge-affectsr run --loop                       # the built-in clip until Ctrl-C; open http://127.0.0.1:8080/
+      edge-affectsr run --source clip.mp4 --save annotated.mp4 --report faces.csv"""
 
     help = "run the camera daemon (default: shipped bundle on the built-in clip)"
 
@@ -52,9 +71,14 @@ class Run:
         p.add_argument("--source", help="builtin | picamera | camera index | /dev/videoN | rtsp/http URL | "
                                         "video file | image folder (default: builtin)")
         p.add_argument("--max-frames", type=int, help="stop after N processed frames")
+        p.add_argument("--loop", action="store_true", help="start the built-in clip, file or folder again at its end")
+        _add_outputs(p)
         p.add_argument("--events-jsonl", metavar="PATH|-|off", help="JSON-lines events: a file, - for stdout (default), or off")
         p.add_argument("--db", metavar="PATH|off", help="SQLite event database (default: events.db), or off")
         p.add_argument("--http", metavar="HOST:PORT|off", help="HTTP API address (default: 127.0.0.1:8080), or off")
+        p.add_argument("--trust", action="append", metavar="KEY",
+                       help="run only bundles signed by this public key (a .pub file, a folder of them, or project); "
+                            "repeatable; replaces the config's trust.keys")
         p.add_argument("--print-config", action="store_true",
                        help="print the config this run would use (defaults + --config + flags) as commented YAML, and exit")
 
@@ -66,11 +90,61 @@ class Run:
 
             raise UserError("--max-frames must be at least 1")
         config = load_device_config(args.config, _overrides(args))
+        if args.loop:
+            _loop(config)
         if args.print_config:
             sys.stdout.write(render_device_config(config, PRINT_HEADER))
             return 0
         from edge_affectsr.device.service.daemon import run_daemon  # noqa: PLC0415
+        from edge_affectsr.device.service.outputs import check_outputs  # noqa: PLC0415
 
+        check_outputs(config)
+        return run_daemon(config)
+
+
+def _loop(config) -> None:
+    """``--loop`` on the loaded config: the source starts again at its end (a Pi camera has no end)."""
+    from edge_affectsr.errors import UserError  # noqa: PLC0415
+
+    source = config.capture.source
+    if not hasattr(source, "loop"):
+        raise UserError(f"--loop: a {source.kind} source never ends, so there is nothing to start again")
+    source.loop = True
+
+
+class Process:
+    """Process a video file, a folder of images or the built-in clip once, every frame, and exit: one
+    CSV row per upscaled face naming its source, file and frame (--report, default stdout), and, if
+    asked, the annotated video (--save) and the events as JSON lines (--events-jsonl). The daemon's
+    pipeline without its service parts: no HTTP, no database, no live view.
+
+    examples:
+      edge-affectsr process --source photos/ --report faces.csv
+      edge-affectsr process --source clip.mp4 --save annotated.mp4 > faces.csv"""
+
+    help = "process a video file or an image folder once: a per-face CSV, optionally the annotated video"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        _add_common(p)
+        p.add_argument("--source", required=True, help="video file | image folder | builtin")
+        _add_outputs(p, report="-")
+        p.add_argument("--events-jsonl", default=OFF, metavar="PATH|-|off", help="also the events as JSON lines (default: off)")
+        p.add_argument("--max-frames", type=int, help="stop after N frames")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from edge_affectsr.device.service.daemon import run_daemon  # noqa: PLC0415
+        from edge_affectsr.device.service.outputs import check_outputs  # noqa: PLC0415
+        from edge_affectsr.device.service.settings import load_device_config, parse_source  # noqa: PLC0415
+        from edge_affectsr.errors import UserError  # noqa: PLC0415
+
+        if parse_source(args.source)["newest_frame_wins"]:
+            raise UserError(f"process reads a video file, an image folder or builtin to its end; {args.source!r} "
+                            "is a live source: use run")
+        if args.max_frames is not None and args.max_frames < 1:
+            raise UserError("--max-frames must be at least 1")
+        batch = {"http.enabled": False, "store.enabled": False, "capture.newest_frame_wins": False}
+        config = load_device_config(args.config, {**_overrides(args), **batch})
+        check_outputs(config)
         return run_daemon(config)
 
 
@@ -127,7 +201,7 @@ class CameraEval:
                            help="stage each face small in a degraded frame: PRESET in lens, jpeg, h264, camera, camera-hard; "
                                 "SIZE = the 128 px HR crop's side in the frame, px (e.g. jpeg:24)")
         small.add_argument("--tiles", metavar="COLS,ROWS",
-                           help="detector tile grid for --small, all tiles scanned (default: the device's, 3,2)")
+                           help="detector tile grid for --small, all tiles scanned (default: the device's zoom levels)")
         small.add_argument("--frame", metavar="WxH", default="640x480", help="frame size for --small (default: 640x480)")
         small.add_argument("--seed", type=int, default=0, help="degradation and placement seed for --small (default: 0)")
 
@@ -168,3 +242,61 @@ class CameraEval:
         if not (a.isdigit() and b.isdigit() and int(a) > 0 and int(b) > 0):
             raise UserError(f"{flag} {text!r}: expected {form}")
         return int(a), int(b)
+
+
+class CrowdBench:
+    """Crowd clips built from face photos (each person once, at fixed face widths, drifting slowly,
+    camera-degraded as a whole frame) through the device pipeline as the daemon configures it: per clip
+    detection recall and precision against the placed boxes, identity switches, fps, per-stage and
+    per-face ms, FaceMesh against the keypoint fallback; --candidates adds a detector-only comparison.
+    Prints the tables; --json/--markdown/--plot save them (docs/crowd.md)."""
+
+    help = "benchmark the device pipeline on crowd clips (recall, precision, ID switches, fps)"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        _add_common(p)
+        p.add_argument("--data", type=Path, help="face photos, one person per CelebA identity (e.g. ../shared/data/celeba/val); "
+                                                 "default: the built-in face, repeated")
+        p.add_argument("--sizes", default="16,20,24,32,48,64", help="face box widths, px (default: 16,20,24,32,48,64)")
+        p.add_argument("--frame-sizes", default="640x480,1280x720", help="frame sizes (default: 640x480,1280x720)")
+        p.add_argument("--faces", type=int, default=20, help="people per clip, fewer where they do not fit (default: 20)")
+        p.add_argument("--crowd", default="", help="also clips of these many people at the largest frame and 24 px, e.g. 1,30")
+        p.add_argument("--frames", type=int, default=40, help="frames per clip (default: 40)")
+        p.add_argument("--degradation", default="jpeg", help="camera model: lens, jpeg, h264, camera, camera-hard or clean (default: jpeg)")
+        p.add_argument("--seed", type=int, default=0, help="people, placement and degradation seed (default: 0)")
+        p.add_argument("--threads", type=int, default=2, help="interpreter threads (default: 2)")
+        p.add_argument("--candidates", action="store_true", help="also compare detector models and schedules (detector only)")
+        p.add_argument("--json", type=Path, help="write the results as JSON here")
+        p.add_argument("--markdown", type=Path, help="write the tables here")
+        p.add_argument("--plot", type=Path, help="draw recall against face size here (PNG)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from edge_affectsr.device.service.crowd_bench import clip_plan, crowd_bench  # noqa: PLC0415
+        from edge_affectsr.device.service.crowd_report import markdown, write_report  # noqa: PLC0415
+        from edge_affectsr.device.service.settings import load_device_config  # noqa: PLC0415
+        from edge_affectsr.errors import UserError  # noqa: PLC0415
+        from edge_affectsr.reports import check_output  # noqa: PLC0415
+
+        if args.frames < 1 or args.faces < 1 or args.threads < 1:
+            raise UserError("--frames, --faces and --threads must be at least 1")
+        for path, what in ((args.json, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):
+            check_output(path, what)
+        sizes = self.numbers(args.sizes, "--sizes")
+        frames = tuple(CameraEval.pair(f, "x", "--frame-sizes", "WxH[,WxH...], e.g. 1280x720") for f in args.frame_sizes.split(","))
+        crowd = self.numbers(args.crowd, "--crowd") if args.crowd else ()
+        plan = clip_plan(sizes, frames, args.faces, args.frames, args.degradation, args.seed, crowd)
+        config = load_device_config(args.config, {})
+        report = crowd_bench(config, args.bundle or config.bundle.path, args.data, plan, args.candidates, args.threads)
+        print(markdown(report))
+        write_report(report, args.json, args.markdown, args.plot)
+        return 0
+
+    @staticmethod
+    def numbers(text: str, flag: str) -> tuple[int, ...]:
+        """``"16,20"`` -> (16, 20); a UserError naming the flag otherwise."""
+        from edge_affectsr.errors import UserError  # noqa: PLC0415
+
+        parts = text.split(",")
+        if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise UserError(f"{flag} {text!r}: expected positive whole numbers separated by commas, e.g. 16,24")
+        return tuple(int(p) for p in parts)

@@ -11,14 +11,23 @@ event with a short timeout, and
 - on SIGHUP loads the bundle again on a helper thread (verify every hash, self-test), and hands it
   to the worker, which switches between two frames; on any failure the old bundle stays and the
   log says why;
-- when no frame arrived for ``watchdog.no_frames_s`` it reopens the source (and if the source still
-  delivers nothing after another period, the read is stuck in the driver: it exits non-zero);
+- when no frame arrived for ``watchdog.no_frames_s`` it replaces the source with a new one that
+  resumes it (a folder goes on after the last image taken, a camera's backoff keeps growing), and if
+  that still delivers nothing after another period, the read is stuck in the driver: it exits
+  non-zero. A camera that is waiting out its own reconnect backoff is left alone;
 - when one frame has been in processing for ``watchdog.stuck_s`` (a wedged delegate or driver) it
   exits at once with ``watchdog.exit_code`` via ``os._exit``, so systemd's ``Restart=on-failure``
   brings up a fresh process. Events committed before stay in the database (WAL, see store.py).
 
+Under systemd (``Type=notify``, ``deploy/edge-affectsr.service``) it sends ``READY=1`` once the
+bundle passed its self-test and the outputs are open, ``WATCHDOG=1`` from the frame loop (and from
+the supervisor while a camera waits out its backoff), ``RELOADING=1``/``READY=1`` around a SIGHUP
+reload and ``STOPPING=1`` on the way out (``sd_notify.py``). Counters, health, /metrics and the MQTT
+stats are ``telemetry.py``'s.
+
 A finite input (the built-in clip, a file, a folder) ends the run with exit status 0, as does
-``run.max_frames``; a camera that the capture layer gave up on ends it with status 1.
+``run.max_frames``; a camera that the capture layer gave up on ends it with status 1; an input that
+cannot be used (a video file that cannot be opened or decoded) is a UserError: ``error: ...``, 2.
 """
 
 from __future__ import annotations
@@ -34,22 +43,23 @@ from typing import Any
 from edge_affectsr.device.capture.frame import FrameSource
 from edge_affectsr.device.capture.newest import NewestFrame
 from edge_affectsr.device.capture.sources import open_source
-from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline
+from edge_affectsr.device.inference.pipeline import Pipeline
 from edge_affectsr.device.reporting.crops import CropSaver
 from edge_affectsr.device.reporting.http_api import HttpApi
 from edge_affectsr.device.reporting.jsonl import JsonlSink
 from edge_affectsr.device.reporting.mqtt import MqttPublisher
 from edge_affectsr.device.reporting.sinks import EventSinks
-from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.reporting.store import EventStore
+from edge_affectsr.device.service.outputs import FrameOutputs
+from edge_affectsr.device.service.sd_notify import SystemdNotifier
 from edge_affectsr.device.service.settings import DeviceConfig
+from edge_affectsr.device.service.telemetry import Telemetry
+from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.bundle_models import LoadedBundle, load_bundle
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.5  # of the 2 s budget: the worker's last frame; the rest is closing the sinks
-DAEMON_COUNTERS = {**EXTRA_COUNTERS, "reloads": "Bundles reloaded on SIGHUP.",
-                   "reconnects": "Times the watchdog reopened a silent source."}
 
 
 class Daemon:
@@ -57,11 +67,14 @@ class Daemon:
 
     def __init__(self, config: DeviceConfig) -> None:
         self.config = config
-        self.stats = Stats(config.stats, extra_counters=DAEMON_COUNTERS)
+        self.notifier = SystemdNotifier()
+        self.telemetry = Telemetry(config, lambda: self.bundle, lambda: self._source, self.notifier)
+        self.stats = self.telemetry.stats
         self.bundle: LoadedBundle | None = None
         self.sinks: EventSinks | None = None
         self.http: HttpApi | None = None
         self.crops: CropSaver | None = None
+        self.outputs: FrameOutputs | None = None  # live view state, --save video, --report CSV
         self.processed = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -84,10 +97,13 @@ class Daemon:
         self.bundle = self._load()
         self.crops = CropSaver(self.config.crops) if self.config.crops.enabled else None
         self.sinks = self._open_sinks()
+        self.telemetry.attach(self.sinks, self.crops)
         try:
+            self.outputs = FrameOutputs.from_config(self.config, self.bundle.critic.classes)
             self.http = self._start_http()
             worker = threading.Thread(target=self._work, name="frame-loop", daemon=True)
             log.info("running: %s", self._describe_run())
+            self.notifier.ready(f"running bundle {self.bundle.name} v{self.bundle.version}")
             worker.start()
             self._supervise(worker)
             worker.join(max(0.0, (self._stop_at or time.monotonic()) + STOP_GRACE_S - time.monotonic()))
@@ -99,14 +115,14 @@ class Daemon:
 
     def _load(self) -> LoadedBundle:
         cfg = self.config
-        return load_bundle(cfg.bundle.path, cfg.interpreter, cfg.detector, cfg.landmarks, cfg.bundle.self_test)
+        return load_bundle(cfg.bundle.path, cfg.interpreter, cfg.detector, cfg.landmarks, cfg.bundle.self_test, cfg.trust)
 
     def _open_sinks(self) -> EventSinks:
         cfg = self.config
         store = EventStore(cfg.store) if cfg.store.enabled else None
         try:
             jsonl = JsonlSink.from_config(cfg.jsonl)
-            mqtt = MqttPublisher.from_config(cfg.mqtt)
+            mqtt = MqttPublisher.from_config(cfg.mqtt, self.telemetry.camera)
         except BaseException:
             if store is not None:
                 store.close()
@@ -116,21 +132,14 @@ class Daemon:
     def _start_http(self) -> HttpApi | None:
         if not self.config.http.enabled:
             return None
-        api = HttpApi(self.config.http, self.stats, self.sinks.store if self.sinks else None, self.info)
+        t = self.telemetry
+        api = HttpApi(self.config.http, self.stats, self.sinks.store if self.sinks else None, t.info, t.sections(),
+                      t.health, t.metrics)
+        api.routes.update(self.outputs.web_routes(self.stats, t.info))
         api.start()
+        if self.outputs.live is not None:
+            log.info("live view at %s/ (preview %s)", api.url, "on" if self.config.preview else "off: no frames or faces")
         return api
-
-    def info(self) -> dict[str, Any]:
-        """Fields that can change while running, for /healthz, /api/stats and /metrics."""
-        bundle, source = self.bundle, self._source
-        out: dict[str, Any] = {"model": bundle.name, "model_version": bundle.version,
-                               "delegate": bundle.delegate.delegate} if bundle else {}
-        out["source"] = source.name if source else None
-        if self.crops is not None:
-            out["crops"] = self.crops.summary()
-        if self.sinks is not None and self.sinks.mqtt is not None:
-            out["mqtt"] = self.sinks.mqtt.summary()
-        return out
 
     def _describe_run(self) -> str:
         cfg = self.config
@@ -143,16 +152,22 @@ class Daemon:
                 f"HTTP {http}; report per {cfg.pipeline.report}")
 
     def _close(self) -> None:
+        self.notifier.stopping()
+        if self.outputs is not None:
+            self.outputs.close()  # the live view's streams end, the video and the report are finished
         if self.http is not None:
             self.http.stop()
         if self.sinks is not None:
             self.sinks.close(timeout=0.3)
-        reason = self._stop_reason or (self._source.stop_reason if self._source else None) or "ended"
+        reason = (self._stop_reason or ("failed" if self._worker_error is not None else None)
+                  or (self._source.stop_reason if self._source else None) or "ended")
         snap = self.stats.snapshot()
         log.info("stopped (%s): %d frames, %d events, %d errors", reason, snap["counters"]["frames"],
                  self.sinks.written if self.sinks else 0, snap["counters"]["errors"])
 
     def _exit_status(self) -> int:
+        if isinstance(self._worker_error, UserError):  # an input to fix: "error: ..." and 2, as at start-up
+            raise self._worker_error
         if self._worker_error is not None:
             return 1
         gave_up = self._source is not None and (self._source.stop_reason or "").startswith("gave up")
@@ -187,28 +202,45 @@ class Daemon:
     # --- supervisor (main thread) ----------------------------------------------------------------
 
     def _supervise(self, worker: threading.Thread) -> None:
-        """Until stop or the end of the input: wake every 0.25 s (or on an event) and run the watchdog."""
+        """Until stop or the end of the input: wake every 0.25 s (or on an event), run the watchdog
+        and the telemetry's tick."""
         while worker.is_alive():
             self._wake.wait(0.25)
             self._wake.clear()
             if self._stop.is_set():
+                self.notifier.stopping()
                 self._stop_source()
                 return
             self._watchdog()
+            self.telemetry.tick()
 
     def _watchdog(self) -> None:
+        """A frame in processing past ``stuck_s``: exit. Otherwise the loop is waiting for a frame,
+        which is systemd's sign of life; a silent source (not one waiting out its own backoff) is
+        replaced, and one still silent after that means a read stuck in the driver: exit."""
         cfg, now = self.config.watchdog, time.monotonic()
         busy = self._busy_since
-        if busy is not None and now - busy > cfg.stuck_s:
-            _hard_exit(f"watchdog: frame processing stuck for {now - busy:.0f} s (> watchdog.stuck_s {cfg.stuck_s:g}); "
-                       "exiting so the service manager restarts the daemon", cfg.exit_code)
-        if busy is not None or now - self._last_activity <= cfg.no_frames_s:
+        if busy is not None:
+            if now - busy > cfg.stuck_s:
+                _hard_exit(f"watchdog: frame processing stuck for {now - busy:.0f} s (> watchdog.stuck_s "
+                           f"{cfg.stuck_s:g}); exiting so the service manager restarts the daemon", cfg.exit_code)
+            return  # the frame loop pings systemd itself when the frame is done
+        self.notifier.watchdog()
+        if self._source is not None and self._source.reconnecting:  # the camera's own backoff is at work
+            self._last_activity = now
+            return
+        if now - self._last_activity <= cfg.no_frames_s:
             return
         if self._reconnect.is_set():
             _hard_exit(f"watchdog: source still silent {cfg.no_frames_s:g} s after reopening it (read stuck in the "
                        "driver); exiting so the service manager restarts the daemon", cfg.exit_code)
         log.warning("watchdog: no frame for %.0f s (> watchdog.no_frames_s); reopening the source", now - self._last_activity)
-        self._last_activity = now
+        self.reopen_source()
+
+    def reopen_source(self) -> None:
+        """Replace the source with a new one that resumes it, after the frame in progress (the
+        watchdog's remedy for a silent source; any thread)."""
+        self._last_activity = time.monotonic()
         self._reconnect.set()
         self._stop_source()
 
@@ -221,14 +253,17 @@ class Daemon:
     def _reload(self) -> None:
         """SIGHUP: load and self-test the bundle again; hand it to the frame loop, or keep the old one."""
         old = self.bundle
+        self.notifier.reloading()
         try:
             new = self._load()
         except Exception as e:  # noqa: BLE001 - whatever broke, the running bundle must stay
             log.error("reload failed, keeping bundle %s v%s: %s", old.name if old else "?", old.version if old else "?", e)
+            self.notifier.ready("reload failed; running the previous bundle")
             return
         with self._lock:
             self._pending = new
         self._wake.set()
+        self.notifier.ready(f"reloaded: bundle {new.name} v{new.version}")
 
     # --- frame loop (worker thread) --------------------------------------------------------------
 
@@ -236,9 +271,10 @@ class Daemon:
         cfg = self.config
         try:
             pipeline = Pipeline(self.bundle, cfg.pipeline, cfg.guard, cfg.align, cfg.tracker, cfg.roi,
-                                stats=self.stats, crops=self.crops)
+                                stats=self.stats, crops=self.crops, budget=cfg.budget, smoothing=cfg.smoothing,
+                                summaries=cfg.summaries)
             while not self._stop.is_set():
-                source = open_source(cfg.capture.source)
+                source = open_source(cfg.capture.source, cfg.capture.limits, previous=self._source)
                 with self._lock:
                     self._source = source
                 self._reconnect.clear()
@@ -247,9 +283,11 @@ class Daemon:
                 if not self._reconnect.is_set():
                     break
                 self.stats.inc("reconnects")
+            self.sinks.write(pipeline.finish(self._source.name if self._source else ""))  # live tracks, last window
         except BaseException as e:  # noqa: BLE001 - reported by the supervisor as the exit status
             self._worker_error = e
-            log.error("frame loop failed: %s: %s", type(e).__name__, e)
+            if not isinstance(e, UserError):  # a UserError is the CLI's one "error: ..." line
+                log.error("frame loop failed: %s: %s", type(e).__name__, e)
         finally:
             self._wake.set()
 
@@ -275,11 +313,13 @@ class Daemon:
         self._busy_since = self._last_activity = time.monotonic()
         try:
             result = pipeline.process(frame, source_name)
-            self.sinks.write(result.events)
+            self.sinks.write(result.records)
+            self.outputs.observe(frame, result, source_name)
         except Exception as e:  # noqa: BLE001 - one bad frame must not end the daemon
             self.stats.inc("errors")
             self._log_frame_error(frame.index, e)
         finally:
+            self.notifier.watchdog()  # the loop is alive (a frame that failed still came round)
             self._busy_since = None
             self._last_activity = time.monotonic()
             self.processed += 1

@@ -19,13 +19,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_affectsr.config import ConfigError, apply_overrides, read_mapping, validate
 from edge_affectsr.config_doc import commented_yaml
 from edge_affectsr.device.capture.config import CaptureConfig
+from edge_affectsr.device.inference.budget import BudgetConfig
 from edge_affectsr.device.inference.guard import GuardConfig
 from edge_affectsr.device.inference.pipeline import PipelineConfig
+from edge_affectsr.device.inference.smoothing import SmoothingConfig
+from edge_affectsr.device.inference.summaries import SummariesConfig
 from edge_affectsr.device.inference.track import TrackerConfig
 from edge_affectsr.device.reporting.crops import CropsConfig
 from edge_affectsr.device.reporting.http_api import HttpConfig
@@ -33,12 +36,15 @@ from edge_affectsr.device.reporting.jsonl import JsonlConfig
 from edge_affectsr.device.reporting.mqtt import MqttConfig
 from edge_affectsr.device.reporting.stats import StatsConfig
 from edge_affectsr.device.reporting.store import StoreConfig
+from edge_affectsr.device.reporting.web_view import WebConfig
+from edge_affectsr.device.service.outputs import OutputsConfig
 from edge_affectsr.runtime.align import AlignConfig
 from edge_affectsr.runtime.bundle_models import BundleConfig
 from edge_affectsr.runtime.detect import DetectorConfig
 from edge_affectsr.runtime.interpreter import InterpreterConfig
 from edge_affectsr.runtime.landmarks import LandmarkConfig
 from edge_affectsr.runtime.roi_detect import RoiConfig
+from edge_affectsr.signing import TrustConfig
 
 LIVE_URI = re.compile(r"^(\d+|/dev/video\d+|[a-z][a-z0-9+.-]*://.+)$", re.IGNORECASE)
 
@@ -66,6 +72,7 @@ class DeviceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     bundle: BundleConfig = Field(default_factory=BundleConfig, description="the model bundle")
+    trust: TrustConfig = Field(default_factory=TrustConfig, description="whose signed bundles are run")
     interpreter: InterpreterConfig = Field(
         default_factory=InterpreterConfig, description="how the models run: delegates, threads")
     capture: CaptureConfig = Field(default_factory=CaptureConfig, description="where frames come from")
@@ -77,15 +84,34 @@ class DeviceConfig(BaseModel):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="one id per face across frames")
     pipeline: PipelineConfig = Field(
         default_factory=PipelineConfig, description="which faces are upscaled and reported")
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig, description="how many faces one frame may upscale, and which go first")
+    smoothing: SmoothingConfig = Field(
+        default_factory=SmoothingConfig, description="per-track smoothing of the expression probabilities")
+    summaries: SummariesConfig = Field(
+        default_factory=SummariesConfig, description="an event per ended track and a group summary every N seconds")
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig, description="events as JSON lines")
     store: StoreConfig = Field(default_factory=StoreConfig, description="events in SQLite")
     http: HttpConfig = Field(default_factory=HttpConfig, description="the HTTP API")
+    web: WebConfig = Field(default_factory=WebConfig, description="the live view at / of the HTTP API")
+    preview: bool | None = Field(
+        None, description="show frames and face images in the live view (they are never stored by it); "
+                          "null: on for the built-in clip, off for every other source")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="events over MQTT")
     crops: CropsConfig = Field(default_factory=CropsConfig, description="saved face crops")
+    outputs: OutputsConfig = Field(
+        default_factory=OutputsConfig, description="the annotated video and the per-face CSV a run writes")
     stats: StatsConfig = Field(default_factory=StatsConfig, description="latency and fps statistics")
     watchdog: WatchdogConfig = Field(
         default_factory=WatchdogConfig, description="what happens when frames stop or inference hangs")
     run: RunConfig = Field(default_factory=RunConfig, description="limits for one run")
+
+    @model_validator(mode="after")
+    def _resolve_preview(self) -> DeviceConfig:
+        """Faces are personal data: images are shown by default only for the built-in (synthetic) clip."""
+        if self.preview is None:
+            self.preview = self.capture.source.kind == "builtin"
+        return self
 
 
 def parse_source(text: str) -> dict[str, Any]:

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from edge_affectsr import landmark_graph, protocol
-from edge_affectsr.bundle import verify_bundle
+from edge_affectsr.bundle import BundleError, Manifest, verify_bundle
 from edge_affectsr.errors import UserError
 from edge_affectsr.models import resolve_model
 from edge_affectsr.runtime.interpreter import RUNTIMES, load_interpreter
+from edge_affectsr.runtime.routing import RoutedBackend
 from edge_affectsr.runtime.sr import TFLiteSR
 
 BACKEND_GROUP = "edge_affectsr.backends"
@@ -64,7 +65,7 @@ class BicubicBackend:
 
 
 class TFLiteBackend:
-    """A converted SR model (a ``.tflite`` file or a bundle's ``sr_int8.tflite``), one face at a time.
+    """A converted SR model (a ``.tflite`` file or a bundle's ``sr_int8.tflite``), all faces in one call.
 
     ``runner`` is the per-face model (subset landmarks in); ``nodes`` its landmark subset as
     indices into the 478-point mesh.
@@ -77,7 +78,7 @@ class TFLiteBackend:
         self.params = self.macs = None  # not recoverable from a converted graph
 
     def __call__(self, lr: np.ndarray, landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:
-        return np.stack([self.runner(face, pts[self.nodes]) for face, pts in zip(lr, landmarks)])
+        return self.runner.batch(lr, landmarks[:, self.nodes])
 
 
 def subset_for(num_landmarks: int, path: Path) -> str:
@@ -93,16 +94,31 @@ def open_tflite(path: Path, name: str, runtime: str | None = None, threads: int 
     """A ``.tflite`` file or a bundle folder (its verified ``sr_int8``) on the CPU of ``runtime``
     (None: the first installed). The device builds its :class:`TFLiteBackend` on its configured
     delegate instead (``edge_affectsr.runtime.bundle_models``)."""
-    subset = None
-    if path.is_dir():
-        manifest = verify_bundle(path)
-        subset = manifest.landmarks.subset
-        path = path / manifest.models["sr_int8"].file
     runtimes = [runtime] if runtime else list(RUNTIMES)
-    model = load_interpreter(path, delegate_order=["cpu"], threads=threads, runtimes=runtimes)
-    runner = TFLiteSR(model)
-    nodes = landmark_graph.subset_nodes(subset or subset_for(runner.num_landmarks, path))
-    return TFLiteBackend(runner, nodes, name)
+
+    def open_runner(file: Path) -> TFLiteSR:
+        return TFLiteSR(load_interpreter(file, delegate_order=["cpu"], threads=threads, runtimes=runtimes))
+
+    if not path.is_dir():
+        runner = open_runner(path)
+        return TFLiteBackend(runner, landmark_graph.subset_nodes(subset_for(runner.num_landmarks, path)), name)
+    manifest = verify_bundle(path)
+    nodes = landmark_graph.subset_nodes(manifest.landmarks.subset)
+    return with_routing(TFLiteBackend(open_runner(path / manifest.models["sr_int8"].file), nodes, name),
+                        manifest, path, open_runner)
+
+
+def with_routing(primary: TFLiteBackend, manifest: Manifest, bundle: Path,
+                 open_runner: Callable[[Path], TFLiteSR]) -> TFLiteBackend | RoutedBackend:
+    """``primary`` (the bundle's ``sr_int8``) alone, or, when the manifest has a ``routing`` section,
+    routed with the bundle's ``sr_clean_int8`` opened by ``open_runner``."""
+    if manifest.routing is None:
+        return primary
+    entry = manifest.models.get("sr_clean_int8")
+    if entry is None:
+        raise BundleError(f"{bundle}: the manifest has a routing section but no sr_clean_int8 model")
+    clean = TFLiteBackend(open_runner(bundle / entry.file), primary.nodes, f"{primary.name} clean")
+    return RoutedBackend(primary, clean, manifest.routing)
 
 
 def load_model(ref: str | Path, **opts) -> SRBackend:

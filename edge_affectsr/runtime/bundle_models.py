@@ -3,13 +3,15 @@
 Why verify and self-test before use: a camera runs unattended, so a bundle that was tampered with,
 half copied or written by a newer converter must be refused at start (or on a SIGHUP reload, or
 by ``flash``) with a message naming the file, never half loaded. Verification is
-:func:`edge_affectsr.bundle.verify_bundle` (every sha256, the schema version) plus the checks only
+:func:`edge_affectsr.bundle.verify_bundle` (with trusted keys configured, the manifest's signature;
+every sha256, the schema version) plus the checks only
 the device cares about: the four models it runs are listed, and the landmark topology the SR model
 was trained on is the one this runtime builds. The self-test then runs the bundle's golden input
 through the int8 SR model on the delegate actually chosen and compares with the expected output
 (PSNR >= ``golden.min_psnr_db``): a delegate that miscomputes is caught before the first frame.
 
-Delegates: the SR model follows the configured order (Edge TPU -> GPU -> CPU by default); the
+Delegates: the SR model follows the configured order (Edge TPU -> GPU -> CPU by default; on the
+Edge TPU the bundle's compiled ``sr_int8_edgetpu.tflite`` when it has one); the
 critic, BlazeFace and FaceMesh always run on the CPU (they are float or not compiled for the TPU),
 with the same thread count.
 """
@@ -29,16 +31,19 @@ from edge_affectsr.bundle import BundleError, Manifest, verify_bundle
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import psnr
 from edge_affectsr.models import resolve_model
-from edge_affectsr.runtime.backend import TFLiteBackend
+from edge_affectsr.runtime.backend import TFLiteBackend, with_routing
 from edge_affectsr.runtime.critic import FerCritic
 from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector
 from edge_affectsr.runtime.interpreter import DelegateChoice, InterpreterConfig, load_with_config
 from edge_affectsr.runtime.landmarks import FaceLandmarker, LandmarkConfig
+from edge_affectsr.runtime.routing import RoutedBackend
 from edge_affectsr.runtime.sr import TFLiteSR
+from edge_affectsr.signing import TrustConfig, TrustedKeys
 
 log = logging.getLogger(__name__)
 
 REQUIRED_MODELS = ("sr_int8", "fer_int8", "face_detector", "face_landmark")
+EDGETPU_MODEL = "sr_edgetpu"  # sr_int8 compiled by edgetpu_compiler, in bundles converted where it is installed
 SHIPPED_BUNDLE = "bundle-x4"
 
 
@@ -73,7 +78,7 @@ class LoadedBundle:
 
     path: Path
     manifest: Manifest
-    sr: TFLiteBackend  # the int8 SR model, on the configured delegate (``sr.runner``: one face, subset landmarks)
+    sr: TFLiteBackend | RoutedBackend  # the int8 SR model(s), on the configured delegate (``sr.runner``: sr_int8, one face)
     delegate: DelegateChoice  # the SR model's delegate choice (the only model that may run on an accelerator)
     critic: FerCritic
     detector: FaceDetector  # whole frame + tiles (the configured detector)
@@ -119,19 +124,24 @@ def default_bundle_path() -> Path:
 
 def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig | None = None,
                 detector: DetectorConfig | None = None, landmarks: LandmarkConfig | None = None,
-                self_test: bool = True) -> LoadedBundle:
-    """Verify ``path`` (None: the shipped bundle), build its interpreters, self-test; BundleError on any failure."""
+                self_test: bool = True, trust: TrustConfig | None = None) -> LoadedBundle:
+    """Verify ``path`` (None: the shipped bundle; signed by a key of ``trust`` when it lists any; its
+    key files are read again at each call, so a SIGHUP reload sees the current ones), build its
+    interpreters, self-test; BundleError on any failure."""
     path = resolve_model(path) if path is not None else default_bundle_path()
-    manifest = verify_bundle(path)
+    keys = TrustedKeys.load(trust.keys if trust else [])
+    manifest = verify_bundle(path, keys)
     _check_device_fields(path, manifest)
     interpreter = interpreter or InterpreterConfig()
     cpu = interpreter.on_cpu()
     files = {key: path / manifest.models[key].file for key in REQUIRED_MODELS}
-    sr = load_with_config(files["sr_int8"], interpreter)
+    sr = load_with_config(files["sr_int8"], interpreter, _compiled_models(path, manifest))
     nodes = np.asarray(manifest.landmarks.nodes, dtype=np.int64)
+    primary = TFLiteBackend(TFLiteSR(sr), nodes, f"{manifest.name} (int8)")
     bundle = LoadedBundle(
         path=path, manifest=manifest,
-        sr=TFLiteBackend(TFLiteSR(sr), nodes, f"{manifest.name} (int8)"), delegate=sr.choice,
+        sr=with_routing(primary, manifest, path, lambda file: TFLiteSR(load_with_config(file, interpreter))),
+        delegate=sr.choice,
         critic=FerCritic(load_with_config(files["fer_int8"], cpu)),
         detector=FaceDetector(files["face_detector"], detector, cpu),
         roi_detector=FaceDetector(files["face_detector"], (detector or DetectorConfig()).whole_frame(), cpu),
@@ -141,8 +151,17 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
     _check_sr_matches_manifest(bundle)
     result = bundle.self_test() if self_test else None
     tested = f"self-test {result.psnr_db:.1f} dB >= {result.min_psnr_db:.0f} dB" if result else "self-test skipped"
-    log.info("%s; %s", bundle.describe(), tested)
+    signed = f"signature checked (trusted: {keys.describe()})" if keys else "signature not checked (no trust.keys)"
+    log.info("%s; %s; %s", bundle.describe(), signed, tested)
     return bundle
+
+
+def _compiled_models(path: Path, manifest: Manifest) -> dict[str, Path]:
+    """The SR files only one delegate can run: the Edge TPU takes the compiled model when the bundle
+    has one (preferred while the delegate loads; when it does not, sr_int8 runs on the next delegate
+    and the interpreter's WARNING line names the compiled file it passed over)."""
+    entry = manifest.models.get(EDGETPU_MODEL)
+    return {"edgetpu": path / entry.file} if entry else {}
 
 
 def _check_device_fields(path: Path, manifest: Manifest) -> None:

@@ -12,12 +12,15 @@ is within one grey level of Pillow's (a test checks it); any other size goes thr
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 from PIL import Image
 
 from edge_affectsr.assets import FER_CLASSES
 from edge_affectsr.errors import UserError
+from edge_affectsr.runtime.batching import BatchRunner
 from edge_affectsr.runtime.interpreter import Model
 
 INPUT_SIZE = 64
@@ -40,7 +43,9 @@ def critic_input(rgb: np.ndarray) -> np.ndarray:
 
 
 class FerCritic:
-    """``probabilities(rgb)`` -> ``[7]`` float64 summing to 1, in :data:`FER_CLASSES` order."""
+    """``probabilities(rgb)`` -> ``[7]`` float64 summing to 1, in :data:`FER_CLASSES` order;
+    ``probabilities_batch(faces)`` -> ``[N, 7]`` in one model call (the model takes a batch: see
+    :mod:`edge_affectsr.runtime.batching`)."""
 
     classes = FER_CLASSES
 
@@ -51,13 +56,20 @@ class FerCritic:
         if self._input.shape != (1, INPUT_SIZE, INPUT_SIZE, 1) or self._output.shape[-1] != len(FER_CLASSES):
             raise CriticError(f"{model.choice.model}: expected a 1x64x64x1 input and {len(FER_CLASSES)} outputs, "
                               f"got {self._input.shape} -> {self._output.shape}")
+        self.runner = BatchRunner(model)
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
         """Expression distribution of one uint8 RGB face (renormalised after int8 dequantisation)."""
-        out = self.model.run_float(**{self._input.name: critic_input(rgb)[None]})[self._output.name]
-        p = np.clip(out.reshape(-1).astype(np.float64), 0.0, None)
-        total = p.sum()
-        return p / total if total > 0 else np.full(len(FER_CLASSES), 1.0 / len(FER_CLASSES))
+        return self.probabilities_batch([rgb])[0]
+
+    def probabilities_batch(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """``[N, 7]``: one distribution per uint8 RGB face (any sizes), one model call."""
+        x = np.stack([critic_input(rgb) for rgb in faces])
+        q = self.runner(**{self._input.name: self.model.quantize(self._input.name, x)})[self._output.name]
+        p = np.clip(self.model.dequantize(self._output.name, q).reshape(len(x), -1).astype(np.float64), 0.0, None)
+        total = p.sum(axis=1, keepdims=True)
+        uniform = np.full_like(p, 1.0 / len(FER_CLASSES))
+        return np.where(total > 0, p / np.where(total > 0, total, 1.0), uniform)
 
     def label(self, probabilities: np.ndarray) -> str:
         return self.classes[int(np.argmax(probabilities))]

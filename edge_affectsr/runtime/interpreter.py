@@ -26,7 +26,7 @@ import importlib.util
 import logging
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -129,6 +129,7 @@ class DelegateAttempt:
     delegate: str
     library: str | None
     error: str | None = None
+    model: str | None = None  # the file tried, when the delegate has its own (an Edge TPU's compiled model)
 
     @property
     def ok(self) -> bool:
@@ -151,7 +152,8 @@ class DelegateChoice:
 
     def summary(self) -> str:
         """One log line: ``face_landmark.tflite: ai-edge-litert, delegate cpu, 2 threads (edgetpu failed: ...)``."""
-        failed = "; ".join(f"{a.delegate} failed: {a.error}" for a in self.attempts if not a.ok)
+        failed = "; ".join(f"{a.delegate}{f' with {a.model}' if a.model else ''} failed: {a.error}"
+                           for a in self.attempts if not a.ok)
         tail = f" ({failed})" if failed else ""
         return f"{self.model}: {self.runtime}, delegate {self.delegate}, {self.threads} threads{tail}"
 
@@ -324,11 +326,15 @@ def load_interpreter(
     require_delegate: bool = False,
     delegate_libraries: dict[str, list[str]] | None = None,
     runtimes: Sequence[str] = DEVICE_RUNTIMES,
+    delegate_models: dict[str, Path] | None = None,
 ) -> Model:
     """Load a ``.tflite`` model on the first delegate in ``delegate_order`` that works.
 
     The first of ``runtimes`` that imports is used. The returned model's ``choice`` records the
-    runtime, the delegate and every failed attempt; one INFO line says the same. With
+    runtime, the delegate, the file loaded and every failed attempt; one INFO line says the same.
+    ``delegate_models`` gives a delegate its own file (the Edge TPU runs only a model compiled for
+    it: ``{"edgetpu": sr_int8_edgetpu.tflite}``); when that delegate fails, the next one loads
+    ``model_path`` and the WARNING line names the compiled file passed over. With
     ``require_delegate`` an accelerator must load, else :class:`DelegateRequiredError` (rather than
     a camera silently running 20x slower on the CPU).
     """
@@ -343,13 +349,14 @@ def load_interpreter(
     for delegate in delegate_order:
         if delegate == "cpu" and require_delegate:
             continue
+        path = Path((delegate_models or {}).get(delegate, model_path))
         try:
-            interp, tried = _try_delegate(rt, model_path, delegate, threads, delegate_libraries)
+            interp, tried = _try_delegate(rt, path, delegate, threads, delegate_libraries)
         except (ValueError, RuntimeError) as e:  # raised for the cpu path: the model itself is bad
             raise InterpreterError(f"{model_path}: not a loadable TFLite model ({_one_line(e)})") from None
-        attempts.extend(tried)
+        attempts.extend(tried if path == model_path else (replace(a, model=path.name) for a in tried))
         if interp is not None:
-            choice = DelegateChoice(model_path.name, runtime, delegate, threads, tuple(attempts))
+            choice = DelegateChoice(path.name, runtime, delegate, threads, tuple(attempts))
             (log.warning if choice.fell_back else log.info)("model %s", choice.summary())
             return Model(interp, choice)
     reasons = "; ".join(f"{a.delegate} ({a.library}): {a.error}" for a in attempts) or "no delegate configured"
@@ -359,7 +366,8 @@ def load_interpreter(
     raise InterpreterError(f"{model_path.name}: no delegate in {list(delegate_order)} worked ({reasons}); add 'cpu'")
 
 
-def load_with_config(model_path: str | Path, cfg: InterpreterConfig) -> Model:
+def load_with_config(model_path: str | Path, cfg: InterpreterConfig,
+                     delegate_models: dict[str, Path] | None = None) -> Model:
     """:func:`load_interpreter` driven by the device config's ``interpreter:`` section."""
     return load_interpreter(model_path, cfg.delegate_order, cfg.threads, cfg.require_delegate,
-                            dict(cfg.delegate_libraries))
+                            dict(cfg.delegate_libraries), delegate_models=delegate_models)

@@ -76,3 +76,13 @@ def test_thresholds_are_data():
     results = evaluate(_case("int8_psnr"), loose)
     assert all(r["passed"] for r in results.values())
     assert "int8 PSNR within 1 dB of fp32 (ai-edge-litert)" in results
+
+
+def test_a_drop_of_exactly_the_threshold_passes_despite_float_error():
+    """0.875 - 0.855 is 0.020000000000000018 in floats: 4 faces of 200 flipping is 2 points and must
+    pass "within 2 points" (a routed bundle's conversion was refused by this once)."""
+    rows = [_row("torch-fp32", "torch", agreement=0.875), _row("int8", "tflite-runtime", agreement=0.855)]
+    gates = evaluate(measure_verification(rows, {}))
+    assert gates["int8 agreement within 2 points of fp32 (tflite-runtime)"]["passed"]
+    rows[1]["agreement"] = 0.85
+    assert not evaluate(measure_verification(rows, {}))["int8 agreement within 2 points of fp32 (tflite-runtime)"]["passed"]

@@ -60,7 +60,7 @@ def reuse_models(built, monkeypatch):
 def test_a_bundle_from_the_builtin_face_verifies_and_loads(built):
     out, report = built
     manifest = verify_bundle(out)
-    assert list(manifest.models) == [f.key for f in FORMATS]
+    assert list(manifest.models) == [f.key for f in FORMATS if f.available()]  # sr_edgetpu needs edgetpu_compiler
     assert all(g["passed"] for g in report["gates"].values()), report["table"]
     assert set(report["checks"]) == {"edgetpu", "gpu"}
     assert (out / "THIRD_PARTY.md").read_text() == third_party_text(list(FORMATS))
@@ -109,3 +109,29 @@ def test_camera_calibration_renders_each_aligned_face_with_the_camera_model(face
     for i in range(camera.usable):
         np.testing.assert_array_equal(np.round(camera.img[i] * 255).astype(np.uint8), degrade_face(camera.hr[i], cfg, 32, CALIB_SEED, i))
     assert np.abs(camera.img - clean.img).mean() > 0.02
+
+
+@pytest.mark.usefixtures("reuse_models")
+def test_a_routed_bundle_carries_the_clean_model_its_gates_and_a_fitted_router(faces, tmp_path):
+    """convert --degradation camera --clean-model: sr_clean_int8 verified under its own gate labels,
+    a routing section fitted on the calibration faces, and the runtime opens the pair as one backend."""
+    from edge_affectsr.runtime.backend import load_model
+    from edge_affectsr.runtime.routing import FEATURES, RoutedBackend
+
+    student = make_test_student(tmp_path / "s.pt")
+    report = build_bundle(student, faces, tmp_path / "routed", target="cpu", verify_faces=2, force=True,
+                          degradation="camera", clean_model=student)
+    manifest = verify_bundle(tmp_path / "routed")
+    assert manifest.models["sr_clean_int8"].file == "sr_clean_int8.tflite"
+    assert any(label.startswith("sr_clean_int8: ") for label in report["gates"])
+    routing = manifest.routing
+    assert routing.features == list(FEATURES) and routing.fitted_on["faces"] == 8
+    assert routing.fitted_on["train_accuracy"] >= 0.9  # 8 sharp faces vs their camera renderings
+    assert isinstance(load_model(tmp_path / "routed"), RoutedBackend)
+
+
+def test_a_clean_model_without_a_camera_degradation_is_refused(faces, tmp_path):
+    student = make_test_student(tmp_path / "s.pt")
+    with pytest.raises(UserError, match="--clean-model needs --degradation"):
+        build_bundle(student, faces, tmp_path / "out", target="cpu", force=True, clean_model=student)
+    assert not (tmp_path / "out").exists()

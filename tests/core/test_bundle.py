@@ -1,40 +1,22 @@
 """edge_affectsr/bundle.py: the typed manifest, verification and the clean BundleError for every way a
-bundle can be broken. A tiny synthetic bundle (made by write_bundle) stands in for a real one; the
-shipped bundle-x4 must still validate unchanged."""
+bundle can be broken. A tiny synthetic bundle (tests/tiny_bundle.py, made by write_bundle) stands in
+for a real one; the shipped bundle-x4 must still validate unchanged."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from edge_affectsr.bundle import (
-    MANIFEST, SCHEMA_VERSION, BundleError, Golden, Preprocessing, read_manifest, staging_dir, verify_bundle, write_bundle,
+    MANIFEST, SCHEMA_VERSION, BundleError, read_manifest, staging_dir, verify_bundle, write_bundle,
 )
 
-SHIPPED = Path(__file__).resolve().parents[2] / "edge_affectsr" / "models" / "bundle-x4"
-
-
-def make_bundle(out: Path) -> Path:
-    """A bundle with one model file and the three golden files (contents are placeholders)."""
-    stage = staging_dir(out)
-    for name in ("sr_int8.tflite", "golden_lr.npy", "golden_lm.npy", "golden_sr.npy"):
-        (stage / name).write_bytes(name.encode())
-    return write_bundle(stage, out, {
-        "name": "tiny", "version": "1", "scale": 4, "created": "2026-01-01T00:00:00+00:00",
-        "source": {"checkpoint": "s.pt", "checkpoint_sha256": "0" * 64, "git_commit": None, "teacher": None, "target": "all"},
-        "models": {"sr_int8": {"file": "sr_int8.tflite", "format": "tflite-int8"}},
-        "preprocessing": Preprocessing(lr_size=32).model_dump(),
-        "landmarks": {"subset": "contours", "nodes": [0, 1], "adjacency_sha256": "a" * 64},
-        "golden": Golden(lr="golden_lr.npy", lm="golden_lm.npy", expected_sr="golden_sr.npy").model_dump(),
-    })
-
-
-def edit_manifest(bundle: Path, change) -> None:
-    doc = json.loads((bundle / MANIFEST).read_text())
-    change(doc)
-    (bundle / MANIFEST).write_text(json.dumps(doc))
+from tiny_bundle import SHIPPED, edit_manifest, make_bundle
 
 
 @pytest.fixture
@@ -125,3 +107,80 @@ def test_write_bundle_refuses_an_invalid_manifest_and_an_existing_output(tmp_pat
     with pytest.raises(BundleError, match="name: Field required"):
         write_bundle(stage, tmp_path / "c", {"version": "1"})
     assert not (tmp_path / "c").exists()
+
+
+def _add_entry(bundle: Path, rel: str, target: Path) -> None:
+    """List ``rel`` in the manifest with ``target``'s real sha256: what a hostile bundle's author does."""
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    edit_manifest(bundle, lambda doc: doc["files"].update({rel: digest}))
+
+
+@pytest.mark.parametrize("rel, why", [
+    ("../../outside.txt", "leaves the bundle folder"),
+    ("a/../../outside.txt", "leaves the bundle folder"),
+    ("ABSOLUTE", "is absolute"),
+    ("./sr_int8.tflite", "not normalised"),
+    ("models//x", "not normalised"),
+    ("models/", "not normalised"),
+    ("..\\outside.txt", "backslash"),
+    ("a\nb", "control character"),
+    ("", "empty path"),
+])
+def test_a_manifest_path_outside_the_bundle_is_refused(tmp_path: Path, rel: str, why: str):
+    """Before: the file ``../../outside.txt`` (re-hashed) verified, and flash wrote it outside its target."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not part of the bundle")
+    bundle = make_bundle(tmp_path / "deep" / "er" / "b")
+    _add_entry(bundle, str(outside) if rel == "ABSOLUTE" else rel, outside)
+    with pytest.raises(BundleError, match="invalid manifest") as err:
+        verify_bundle(bundle)
+    assert f"invalid manifest: files: {'' if rel == '' else 'path '}" in str(err.value) and why in str(err.value)
+
+
+@pytest.mark.parametrize("section", ["model", "golden"])
+def test_model_and_golden_paths_must_stay_inside_too(bundle: Path, section: str):
+    change = ((lambda doc: doc["models"]["sr_int8"].update(file="/etc/passwd")) if section == "model"
+              else (lambda doc: doc["golden"].update(lr="../golden_lr.npy")))
+    edit_manifest(bundle, change)
+    with pytest.raises(BundleError, match=r"(models\.sr_int8\.file|golden\.lr): path .* (is absolute|leaves)"):
+        read_manifest(bundle)
+
+
+def test_a_listed_file_that_links_out_of_the_bundle_is_refused(bundle: Path, tmp_path: Path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("elsewhere")
+    (bundle / "link.bin").symlink_to(secret)
+    _add_entry(bundle, "link.bin", secret)
+    with pytest.raises(BundleError, match="link.bin is a link that leads out of the bundle"):
+        verify_bundle(bundle)
+
+
+def test_golden_files_must_be_covered_by_a_hash(bundle: Path):
+    edit_manifest(bundle, lambda doc: doc["files"].pop("golden_sr.npy"))
+    with pytest.raises(BundleError, match=r"golden expected_sr \(golden_sr\.npy\) is not covered by a hash"):
+        verify_bundle(bundle)
+
+
+@pytest.mark.parametrize("digest", ["0" * 63, "G" * 64, "A" * 64, 7])
+def test_a_malformed_hash_is_refused(bundle: Path, digest):
+    edit_manifest(bundle, lambda doc: doc["files"].update({"sr_int8.tflite": digest}))
+    with pytest.raises(BundleError, match=r"files\.sr_int8\.tflite"):
+        read_manifest(bundle)
+
+
+def test_a_bundle_is_readable_by_others_whatever_the_umask(tmp_path: Path):
+    """Before: the staging folder came from mkdtemp (0700), so a bundle made by one user could not be
+    read by the service user it was copied for."""
+    old = os.umask(0o077)
+    try:
+        stage = staging_dir(tmp_path / "out" / "b")
+        (stage / "sub").mkdir()
+        for rel in ("sr_int8.tflite", "golden_lr.npy", "golden_lm.npy", "golden_sr.npy", "sub/notes.txt"):
+            (stage / rel).write_bytes(rel.encode())
+        src = json.loads((make_bundle(tmp_path / "ref") / MANIFEST).read_text())
+        out = write_bundle(stage, tmp_path / "out" / "b", {k: v for k, v in src.items() if k not in ("schema_version", "files")})
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(out)): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes.pop(".") == modes.pop("sub") == 0o755
+    assert set(modes.values()) == {0o644}, modes

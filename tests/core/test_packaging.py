@@ -43,6 +43,8 @@ def test_wheel_installs_only_the_edge_affectsr_namespace(wheel):
     assert package_folders() <= packages, sorted(package_folders() - packages)
     assert "edge_affectsr/models/bundle-x4/manifest.json" in names  # package data travels too
     assert "edge_affectsr/data/astronaut_face.jpg" in names  # the built-in face (eval, the device's clip)
+    assert {f"edge_affectsr/device/reporting/web/{n}" for n in ("index.html", "app.js", "style.css")} <= set(names)  # the live view
+    assert {"edge_affectsr/models/bundle-x4/manifest.sig", "edge_affectsr/keys/edge-affectsr-project.pub"} <= set(names)
 
 
 @pytest.mark.slow
@@ -64,3 +66,24 @@ def test_a_stage_folder_imported_by_its_bare_name_says_where_it_belongs():
     done = subprocess.run([sys.executable, "-c", "import device"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "edge_affectsr.device" in done.stderr.splitlines()[-1]
+
+
+def test_every_installed_opencv_is_the_pinned_one_and_cv2_imports():
+    """The workstation venv holds up to three OpenCV distributions sharing one ``cv2`` folder (ours is
+    headless; mediapipe adds contrib, onnx2tf the full one): whichever was installed last provides
+    ``cv2``, which is only safe while all are the one pinned version (deploy/INSTALL.md)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = dict(line.split("==", 1) for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
+                if line.startswith("opencv"))
+    installed = {}
+    for name in pins:
+        try:
+            installed[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    assert "opencv-python-headless" in installed, installed  # what [device] and [distill] ask for
+    assert all(installed[name] == pins[name] for name in installed), (installed, pins)
+    done = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.__version__)"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and pins["opencv-python-headless"].startswith(done.stdout.strip()), done.stderr[-2000:]

@@ -48,3 +48,18 @@ def test_summary_states_gain_and_agreement_multiple_of_bicubic():
 def test_a_bad_degradation_is_refused_before_any_model_loads(capsys):
     assert main(["eval", "--model", "no-such-model", "--degradation", "fog:24"]) == 2
     assert "unknown degradation 'fog'" in capsys.readouterr().err
+
+
+def test_the_routed_bundle_reports_where_its_router_sent_the_faces(tmp_path):
+    """The shipped bundle routes each face: eval records the share sent to the camera-robust model
+    (the sharp protocol LR of the built-in face to the clean model, its camera renderings to the
+    camera model), and the summary shows it; models without a router show none."""
+    out = tmp_path / "routed"
+    assert main(["eval", "--model", "bundle-x4", "--model", "student-x4", "--degradation", "clean",
+                 "--degradation", "jpeg:24", "--json", str(out.with_suffix(".json")),
+                 "--markdown", str(out.with_suffix(".md"))]) == 0
+    cells = {c["degradation"]: {r["model"]: r for r in c["rows"]} for c in json.loads(out.with_suffix(".json").read_text())["cells"]}
+    assert cells["clean"]["bundle-x4 (int8)"]["routed_to_camera"] == 0.0
+    assert cells["jpeg:24"]["bundle-x4 (int8)"]["routed_to_camera"] == 1.0
+    assert cells["clean"]["student-x4"]["routed_to_camera"] is None
+    assert "routed to camera model" in out.with_suffix(".md").read_text()

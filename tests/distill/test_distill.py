@@ -84,6 +84,21 @@ def test_privileged_targets_come_from_the_clean_twin_of_each_camera_face(faces):
     np.testing.assert_array_equal(to_uint8_image(ds.lr), arrays.lr)  # the student still sees the camera faces
 
 
+def test_privileged_targets_are_computed_once_per_face_and_shared_by_its_variants(faces):
+    """``data.variants`` renderings of a face share one clean twin: the teacher runs once per face and
+    every variant row carries that face's targets."""
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))[:3]], 4,
+                           degradation=PRESETS["camera"], variants=2, desc="train")
+    ds = FaceSRDataset(arrays, "contours")
+    teacher = TorchBackend(resolve_model("teacher-x4"))
+    attach_teacher_targets(ds, teacher, arrays.clean, build_fer_critic(), "contours", torch.device("cpu"), repeat=2)
+    t_sr = as_uint8(ds.extras["t_sr"]).astype(int)
+    assert t_sr.shape[0] == len(arrays) == 6
+    on_clean = teacher(arrays.clean.lr, arrays.clean.lm_lr, arrays.clean.found_lr).astype(int)
+    assert abs(t_sr - on_clean).max() <= 1
+    assert abs(t_sr[0] - t_sr[2]).mean() > 3  # rows of different faces differ
+
+
 def as_uint8(t: torch.Tensor) -> np.ndarray:
     return (t.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from edge_affectsr import protocol
 from edge_affectsr.distill.archs.complexity import count_macs, count_params
-from edge_affectsr.distill.evaluate import evaluate, markdown_table, paired_table
+from edge_affectsr.distill.evaluate import column, evaluate, markdown_table, paired_table
 from edge_affectsr.distill.upscale import upscale_folder
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.backend import load_model
@@ -54,8 +54,13 @@ def test_eval_table_has_cost_columns_and_trained_models_beat_bicubic(val_faces):
     assert bicubic_line.count("—") == 2
     assert f"{n_params:,}" in table
     assert images["student-x4"][0].shape == (12, 128, 128, 3)
-    assert all(len(r["per_face"]["agree"]) == len(r["per_face"]["psnr"]) == 12 for r in rows.values())
-    assert sum(rows["student-x4"]["per_face"]["agree"]) / 12 == pytest.approx(rows["student-x4"]["agreement"])
+    files = sorted(p.name for p in val_faces.glob("*.jpg"))
+    assert report["files"] == files
+    for r in rows.values():  # every per-face record names its file and the expressions behind its score
+        assert [f["file"] for f in r["per_face"]] == files
+        assert all(f["agree"] == int(f["expression"] == f["hr_expression"]) for f in r["per_face"])
+    assert sum(column(rows["student-x4"], "agree")) / 12 == pytest.approx(rows["student-x4"]["agreement"])
+    assert sum(column(rows["student-x4"], "ssim")) / 12 == pytest.approx(rows["student-x4"]["ssim"])
 
 
 def test_paired_table_compares_every_model_with_the_reference(val_faces):
@@ -110,9 +115,14 @@ def test_paired_reference_must_be_a_compared_model(capsys):
     assert "Traceback" not in err
 
 
+def faces(agree: list[int], psnr: list[float]) -> list[dict]:
+    """Per-face records as ``evaluate`` writes them (the fields the tables read)."""
+    return [{"file": f"{i}.jpg", "psnr": p, "ssim": 0.8, "agree": a} for i, (a, p) in enumerate(zip(agree, psnr))]
+
+
 def test_paired_table_tells_rows_with_the_same_name_apart():
     """Two models can share a display name (x/model.pt and x/model.tflite); rows go by position."""
-    row = lambda name, agree, psnr: {"model": name, "per_face": {"agree": agree, "psnr": psnr}}  # noqa: E731
+    row = lambda name, agree, psnr: {"model": name, "per_face": faces(agree, psnr)}  # noqa: E731
     report = {"rows": [row("bicubic", [0, 0, 0, 0], [20.0] * 4), row("x/model", [1, 1, 1, 1], [25.0] * 4),
                        row("x/model", [1, 1, 0, 0], [24.0] * 4)]}
     lines = paired_table(report, 1).splitlines()[2:]
@@ -127,7 +137,7 @@ def test_mean_landmarks_replace_every_faces_landmarks(val_faces):
     mean, *_ = evaluate(["student-x4"], val_faces, scale=4, limit=4, mean_landmarks=True)
     assert mean["mean_landmarks"] and mean["landmarks_found_lr"] == 0 < real["landmarks_found_lr"]
     assert mean["rows"][0]["psnr"] == real["rows"][0]["psnr"]  # bicubic
-    assert mean["rows"][1]["per_face"]["psnr"] != real["rows"][1]["per_face"]["psnr"]
+    assert column(mean["rows"][1], "psnr") != column(real["rows"][1], "psnr")
 
 
 def test_seed_replicas_are_averaged_into_one_row_and_compared_by_their_means():
@@ -137,7 +147,7 @@ def test_seed_replicas_are_averaged_into_one_row_and_compared_by_their_means():
 
     def row(name, agree, psnr, kl):
         return {"model": name, "psnr": sum(psnr) / 4, "agreement": sum(agree) / 4, "kl": kl, "ecm": 2 * kl,
-                "params": 100, "per_face": {"agree": agree, "psnr": psnr}}
+                "params": 100, "per_face": faces(agree, psnr)}
 
     report = {"rows": [row("bicubic", [0, 0, 0, 0], [20.0] * 4, 0.4),
                        row("student-x4", [1, 1, 0, 0], [26.0] * 4, 0.06),
@@ -149,7 +159,8 @@ def test_seed_replicas_are_averaged_into_one_row_and_compared_by_their_means():
     assert list(rows) == ["bicubic", "student-x4", "student-x4-nograph"]
     assert rows["student-x4"]["seeds"] == 2 and rows["student-x4"]["agreement"] == pytest.approx(0.75)
     assert rows["student-x4"]["range"]["kl"] == [0.04, 0.06] and rows["student-x4"]["params"] == 100
-    assert rows["student-x4-nograph"]["per_face"]["psnr"] == [25.5] * 4
+    assert column(rows["student-x4-nograph"], "psnr") == [25.5] * 4
+    assert [f["file"] for f in rows["student-x4"]["per_face"]] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
     assert group_index(groups, "seeds/student-x4-nograph-s1") == 2
 
     text = tables(report, paired=1, seeds=True)
@@ -186,7 +197,7 @@ def test_seed_groups_keep_runs_apart_and_refuse_ambiguous_replicas():
 
     def row(name, params=100):
         return {"model": name, "psnr": 27.0, "agreement": 0.8, "kl": 0.05, "ecm": 0.5, "params": params,
-                "per_face": {"agree": [1, 0], "psnr": [27.0, 27.0]}}
+                "per_face": faces([1, 0], [27.0, 27.0])}
 
     groups = seed_groups({"rows": [row("a/model"), row("b/model")]})
     assert [g["model"] for g in groups["rows"]] == ["a/model", "b/model"]
@@ -224,6 +235,11 @@ def test_a_class_per_folder_set_is_scored_for_fer_accuracy(tmp_path):
     assert report["faces"] == 3
     assert report["hr_fer_accuracy"] in (0.0, 0.5)  # the same face labelled happy and sad: one is wrong
     assert all(r["fer_accuracy"] in (0.0, 0.5) for r in report["rows"])
-    assert "FER acc." in markdown_table(report)
+    table = markdown_table(report)
+    assert "FER acc." in table
+    assert f"| HR (no upscale) | {'— | ' * 9}{report['hr_fer_accuracy']:.3f} |" in table
+    per_face = report["rows"][1]["per_face"]
+    assert sorted((f["file"], f["label"]) for f in per_face) == [
+        ("contempt/contempt.png", "contempt"), ("happy/happy.png", "happy"), ("sadness/sadness.png", "sadness")]
     plain, *_ = evaluate(["student-x4"], tmp_path / "happy", scale=4)
     assert plain["hr_fer_accuracy"] is None and "FER acc." not in markdown_table(plain)

@@ -53,3 +53,17 @@ def test_bundle_critic_reads_the_builtin_face():
     p = critic.probabilities(make_hr(Image.fromarray(builtin_face())))
     assert p.shape == (len(FER_CLASSES),) and abs(p.sum() - 1.0) < 1e-9 and critic.label(p) in FER_CLASSES
 
+
+
+def test_a_batch_of_faces_gives_the_probabilities_of_one_call_each():
+    """All of a frame's faces (SR outputs and bicubic upscales, any sizes) in one critic call, one
+    invoke at batch N, the same numbers as one call per face."""
+    hr = make_hr(Image.fromarray(builtin_face()))
+    faces = [np.ascontiguousarray(np.roll(hr, shift, axis=1)) for shift in range(0, 48, 6)] + [resize(hr, 32), hr[::-1]]
+    path = require_bundle() / "fer_int8.tflite"
+    batched = FerCritic(load_interpreter(path, delegate_order=("cpu",)))
+    p = batched.probabilities_batch(faces)
+    assert batched.runner.batching and batched.runner.batch == len(faces)
+    single = FerCritic(load_interpreter(path, delegate_order=("cpu",)))
+    assert np.array_equal(p, np.stack([single.probabilities(f) for f in faces]))
+    assert np.allclose(p.sum(axis=1), 1.0) and len({tuple(np.round(x, 6)) for x in p}) > len(faces) // 2  # rows differ

@@ -10,8 +10,9 @@ import pytest
 
 from edge_affectsr.runtime.detect import (
     MODEL_NAME, NUM_ANCHORS, Detection, DetectorConfig, FaceDetector, ModelFileError, iou_matrix,
-    mediapipe_model_path, ssd_anchors, tile_regions, weighted_nms,
+    mediapipe_model_path, ssd_anchors, weighted_nms,
 )
+from edge_affectsr.runtime.scan import tile_regions
 
 # BlazeFace's face box inside a CelebA aligned 178x218 image, as fractions (x0, y0, x1, y1): the
 # mean over 100 val faces detected at full size. CelebA's own alignment puts the eyes at

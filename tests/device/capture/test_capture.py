@@ -1,4 +1,5 @@
-"""device/capture/: folder, video file, failing cameras (backoff, clean stop), newest-frame-wins."""
+"""device/capture/: folder, video file, failing cameras (backoff, clean stop), newest-frame-wins; inputs
+that cannot be decoded or are too large (issue 17: each reproduced on real files first)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from edge_affectsr.device.capture.builtin import BuiltinSequence
 from edge_affectsr.device.capture.config import CaptureConfig, ReconnectConfig
 from edge_affectsr.device.capture.frame import CaptureError, Frame
 from edge_affectsr.device.capture.newest import NewestFrame
-from edge_affectsr.device.capture.sources import FolderSource, PiCameraSource, VideoSource, backoff_delays, open_source
+from edge_affectsr.device.capture.backoff import Backoff
+from edge_affectsr.device.capture.sources import FolderSource, PiCameraSource, VideoSource, open_source
 
 FAST = ReconnectConfig(initial_s=0.02, factor=2.0, max_s=1.0, max_attempts=3)
 
@@ -60,7 +62,7 @@ def test_folder_skips_corrupt_files_and_counts_them(tmp_path, caplog):
     assert [int(f.image[0, 0, 0]) for f in frames] == [100, 50, 150]  # sorted: a.jpg, b.png, d.png
     assert all(f.image.shape == (120, 160, 3) and f.image.dtype == np.uint8 for f in frames)
     assert abs(int(frames[0].image[0, 0, 2]) - 0) < 3  # red stays 0: BGR, not RGB
-    assert source.read == 3 and source.skipped == 2 and source.stop_reason == "end of input"
+    assert source.read == 3 and source.unreadable == 2 and source.stop_reason == "end of input"
     skipped = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(skipped) == 2 and "c.jpg" in skipped[0] and "e.png" in skipped[1]
     assert frames[0].timestamp <= frames[1].timestamp <= frames[2].timestamp
@@ -94,18 +96,12 @@ def test_looping_file_stops_cleanly_on_request(video):
     assert len(got) == 45 and source.stop_reason == "stopped"
 
 
-def test_deleted_file_backs_off_then_gives_up(video, caplog):
+def test_a_missing_video_file_is_an_error_naming_it_not_a_retry(video):
     video.unlink()
-    source = VideoSource(str(video), reconnect=FAST)
     start = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="edge_affectsr.device.capture.sources"):
-        frames = list(source)
-    elapsed = time.monotonic() - start
-    assert frames == [] and elapsed < 2.0
-    lines = reconnect_lines(caplog)
-    assert len(lines) == 3 and "attempt 1/3 in 0.02 s" in lines[0] and "attempt 3/3 in 0.08 s" in lines[2]
-    assert source.stop_reason == "gave up after 3 reconnect attempts"
-    assert any("gave up" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    with pytest.raises(CaptureError, match=f"video file not found: {re.escape(str(video))}"):
+        list(VideoSource(str(video), reconnect=FAST))
+    assert time.monotonic() - start < 1.0
 
 
 def test_bogus_camera_backs_off_until_stopped(caplog):
@@ -138,7 +134,13 @@ def test_camera_or_stream_that_does_not_answer_gives_up(uri, name, caplog):
 
 
 def test_backoff_schedule():
-    assert list(backoff_delays(ReconnectConfig(initial_s=0.5, factor=2, max_s=3, max_attempts=5))) == [0.5, 1, 2, 3, 3]
+    backoff = Backoff(ReconnectConfig(initial_s=0.5, factor=2, max_s=3, max_attempts=5))
+    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1, 2, 3, 3, None]
+    backoff.reset()  # a frame arrived: the next outage starts small again
+    assert backoff.next_delay() == 0.5
+    endless = Backoff(ReconnectConfig(initial_s=0.5, factor=2, max_s=30))
+    endless.attempts = 10**6  # months of outage: no float overflow, still max_s
+    assert endless.next_delay() == 30 and endless.limit == "unlimited"
 
 
 # --- newest frame wins -----------------------------------------------------------------------------------

@@ -4,22 +4,16 @@ subprocess there). Skips cleanly without a bundle, and the ssh tests without ssh
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from edge_affectsr.bundle import MANIFEST, sha256_file, verify_bundle
+from edge_affectsr.bundle import MANIFEST, verify_bundle
 from edge_affectsr.device.flash.errors import (
     FlashError, HealthCheckError, NoSpaceError, PermissionDeniedError, SelfTestFailedError, TamperedBundleError,
     UnreachableHostError,
@@ -27,47 +21,10 @@ from edge_affectsr.device.flash.errors import (
 from edge_affectsr.device.flash.local import LocalTarget
 from edge_affectsr.device.flash.release import FlashOptions, flash, parse_target
 from edge_affectsr.device.flash.ssh import SshTarget, ssh_option_args
-from edge_affectsr.device.flash.target import CURRENT, RELEASES
+from edge_affectsr.device.flash.target import CURRENT, LOCK, RELEASES
 
+from _flash_env import CLI, REMOTE_CMD, ROOT, HealthServer, bundles, free_port, sshd  # noqa: F401 - fixtures
 from _tmpfs import small_tmpfs
-from device_bundle import require_bundle
-
-ROOT = Path(__file__).resolve().parents[3]
-CLI = [sys.executable, "-m", "edge_affectsr.cli"]
-REMOTE_CMD = f"{sys.executable} -m edge_affectsr.cli"  # the target is this machine: its edge-affectsr
-
-
-# --- bundles -------------------------------------------------------------------------------------
-
-
-def with_version(src: Path, dest: Path, version: str) -> Path:
-    """A copy of ``src`` whose manifest says ``version`` (a new release name, every hash still valid)."""
-    shutil.copytree(src, dest)
-    doc = json.loads((dest / MANIFEST).read_text())
-    doc["version"] = version
-    (dest / MANIFEST).write_text(json.dumps(doc, indent=2))
-    return dest
-
-
-def with_wrong_golden(src: Path, dest: Path) -> Path:
-    """golden_sr inverted AND re-hashed in the manifest: verification passes, the self-test cannot."""
-    with_version(src, dest, "wrong-golden")
-    doc = json.loads((dest / MANIFEST).read_text())
-    rel = doc["golden"]["expected_sr"]
-    expected = np.load(dest / rel)
-    np.save(dest / rel, (255 - expected.astype(np.int16)).astype(expected.dtype))
-    doc["files"][rel] = sha256_file(dest / rel)
-    (dest / MANIFEST).write_text(json.dumps(doc, indent=2))
-    verify_bundle(dest)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory) -> dict[str, Path]:
-    base = require_bundle()
-    tmp = tmp_path_factory.mktemp("bundles")
-    return {"v1": with_version(base, tmp / "v1", "1.0.0"), "v2": with_version(base, tmp / "v2", "2.0.0"),
-            "v3": with_version(base, tmp / "v3", "3.0.0"), "bad": with_wrong_golden(base, tmp / "bad")}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +65,7 @@ def test_first_flash_then_a_new_version_switches_current(bundles, tmp_path):
     assert current(root) == f"{RELEASES}/{second.release}"
     assert verify_bundle(root / CURRENT).version == "2.0.0"
     assert releases(root) == {first.release, second.release}  # no staging folder, no tmp link left
-    assert sorted(os.listdir(root)) == [CURRENT, RELEASES]
+    assert sorted(os.listdir(root)) == sorted([LOCK, CURRENT, RELEASES])
 
     again = flash(bundles["v2"], str(root))  # the same bundle again: tested, nothing switched
     assert not again.switched and current(root) == f"{RELEASES}/{second.release}"
@@ -162,37 +119,6 @@ def test_selftest_command_prints_one_line_and_exits_0_or_1(bundles):
     bad = subprocess.run([*CLI, "selftest", str(bundles["bad"])], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert good.returncode == 0 and good.stdout.count("\n") == 1 and good.stdout.startswith("ok: bundle")
     assert bad.returncode == 1 and bad.stdout.count("\n") == 1 and bad.stdout.startswith("FAIL: ")
-
-
-class HealthServer:
-    """A real HTTP server answering /healthz like the daemon: 503 {"status": "starting"} for the
-    first ``starting`` requests, then 200 {"status": "ok"} (never, with starting=None)."""
-
-    def __init__(self, starting: int | None) -> None:
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                outer.requests += 1
-                ok = starting is not None and outer.requests > starting
-                body = json.dumps({"status": "ok" if ok else "starting"}).encode()
-                self.send_response(200 if ok else 503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/healthz"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_health_check_waits_through_starting(bundles, root_v1):
@@ -250,83 +176,6 @@ def test_target_syntax():
 # --- ssh target: a real sshd on a loopback port ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sshd:
-    def __init__(self, port: int, key: Path, wrong_key: Path) -> None:
-        self.port, self.key, self.wrong_key = port, key, wrong_key
-
-    def options(self, key: Path | None = None) -> tuple[str, ...]:
-        return ssh_option_args([f"-i {key or self.key} -p {self.port}", "StrictHostKeyChecking=no",
-                                "UserKnownHostsFile=/dev/null", "IdentitiesOnly=yes", "LogLevel=ERROR"])
-
-    def to(self, path: Path) -> str:
-        import getpass  # noqa: PLC0415
-
-        return f"{getpass.getuser()}@127.0.0.1:{path}"
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    sshd_bin = shutil.which("sshd") or ("/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None)
-    if not (sshd_bin and shutil.which("ssh") and shutil.which("ssh-keygen")):
-        pytest.skip("ssh, sshd or ssh-keygen not installed (apt-get install openssh-server)")
-    if not os.path.isdir("/run/sshd"):  # sshd's privilege-separation folder (made by its service unit)
-        try:
-            os.makedirs("/run/sshd", mode=0o755)
-        except OSError as e:
-            pytest.skip(f"sshd needs /run/sshd and it cannot be created here: {e}")
-    tmp = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "client_key", "wrong_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / name)], check=True, timeout=30)
-    shutil.copy(tmp / "client_key.pub", tmp / "authorized_keys")
-    port = _free_port()
-    (tmp / "sshd_config").write_text(f"""ListenAddress 127.0.0.1
-Port {port}
-HostKey {tmp / 'host_key'}
-AuthorizedKeysFile {tmp / 'authorized_keys'}
-PidFile {tmp / 'sshd.pid'}
-UsePAM no
-StrictModes no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-""")
-    log = open(tmp / "sshd.log", "w")
-    proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(tmp / "sshd_config")], stdout=log, stderr=subprocess.STDOUT)
-    server = Sshd(port, tmp / "client_key", tmp / "wrong_key")
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                pytest.skip(f"sshd did not start: {(tmp / 'sshd.log').read_text()[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.skip("sshd did not listen within 15 s")
-                time.sleep(0.1)
-        login = subprocess.run(["ssh", *server.options(), "-o", "BatchMode=yes", server.to(tmp).split(":")[0], "true"],
-                               capture_output=True, text=True, timeout=30)
-        if login.returncode != 0:
-            pytest.skip(f"cannot log in to the test sshd: {login.stderr.strip()[-300:]}")
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 def test_ssh_flash_switches_tests_there_and_prunes(bundles, sshd, tmp_path):
     root = tmp_path / "target"
     old = root / RELEASES / "bundle-x4-0.9.0-000000000000"  # an old release, activated a day ago
@@ -352,7 +201,7 @@ def test_ssh_flash_switches_tests_there_and_prunes(bundles, sshd, tmp_path):
     assert current(root) == f"{RELEASES}/{second.release}" and second.previous == f"{RELEASES}/{first.release}"
     assert verify_bundle(root / CURRENT).version == "2.0.0"
     assert second.pruned == [] and releases(root) == {first.release, second.release}  # the previous stays
-    assert sorted(os.listdir(root)) == [CURRENT, RELEASES]
+    assert sorted(os.listdir(root)) == sorted([LOCK, CURRENT, RELEASES])
 
 
 def test_ssh_remote_command_missing_is_a_selftest_failure(bundles, sshd, tmp_path):
@@ -363,7 +212,7 @@ def test_ssh_remote_command_missing_is_a_selftest_failure(bundles, sshd, tmp_pat
 
 
 def test_ssh_unreachable_host(bundles, sshd, tmp_path):
-    closed = _free_port()
+    closed = free_port()
     opts = ssh_option_args([f"-i {sshd.key} -p {closed}", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
     start = time.monotonic()
     with pytest.raises(UnreachableHostError, match="cannot reach .*Connection refused"):

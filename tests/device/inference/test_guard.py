@@ -1,25 +1,33 @@
-"""device/inference/guard.py and the FER critic: the expression-preservation guard on real faces.
+"""device/inference/guard.py and the FER critic: the expression-preservation guard.
 
-Faces are CelebA val photos pasted into a frame and taken through the device's own detector,
-FaceMesh and aligner, so the guard sees what it sees on a camera. "Good" output: the bicubic
-upscale sharpened with an unsharp mask (a change that keeps the expression); "bad": a heavy blur
-and the face upside down. Needs the shared data and a bundle (for the int8 critic).
+Faces are pasted into a frame and taken through the device's own detector, FaceMesh and aligner,
+so the guard sees what it sees on a camera: the built-in face (scikit-image's astronaut) at eight
+sizes and places, half of them mirrored, which needs no data set; and, where the shared data is,
+CelebA val photos as well. "Good" output: the bicubic upscale sharpened with an unsharp mask (a
+change that keeps the expression); "bad": a heavy blur and the face upside down. The thresholds
+themselves are driven at their exact boundaries by a critic of fixed probabilities and a
+landmarker of fixed points, so a flipped comparison (``kl < kl_max`` for ``kl <= kl_max``) fails
+here, with no data set and no model.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import pytest
 
 from edge_affectsr import landmark_graph
+from edge_affectsr.builtin_face import builtin_face
 from edge_affectsr.device.inference.guard import ExpressionGuard, GuardConfig, canonical_detection, landmark_error
+from edge_affectsr.metrics import kl_divergence
 from edge_affectsr.protocol import bicubic_up
 from edge_affectsr.runtime.align import Aligner
 from edge_affectsr.runtime.bundle_models import load_bundle
+from edge_affectsr.runtime.critic import FER_CLASSES
 from edge_affectsr.runtime.detect import MODEL_NAME as DETECTOR_NAME
 from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector, mediapipe_model_path
 from edge_affectsr.runtime.interpreter import InterpreterConfig
@@ -29,14 +37,37 @@ from edge_affectsr.runtime.landmarks import FaceLandmarker
 from device_bundle import require_bundle
 
 N_FACES = 8
+# the built-in face's square side, its top-left corner in a 640x480 frame, mirrored?
+PLACEMENTS = [(218, 200, 100, False), (180, 100, 150, False), (240, 300, 120, True), (200, 220, 200, True),
+              (160, 380, 60, False), (230, 150, 220, False), (190, 60, 40, True), (210, 330, 180, True)]
+
+
+def blank_frame() -> np.ndarray:
+    return np.full((480, 640, 3), (90, 110, 120), np.uint8)
 
 
 @pytest.fixture(scope="module")
-def celeba(shared_data: Path) -> list[Path]:
+def builtin_frames() -> list[np.ndarray]:
+    face = cv2.cvtColor(builtin_face(), cv2.COLOR_RGB2BGR)
+    frames = []
+    for side, x, y, mirrored in PLACEMENTS:
+        frame = blank_frame()
+        frame[y:y + side, x:x + side] = cv2.resize(face[:, ::-1] if mirrored else face, (side, side))
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def celeba_frames(shared_data: Path) -> list[np.ndarray]:
     files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[::4][:N_FACES]
     if len(files) < N_FACES:
         pytest.skip("too few CelebA val faces")
-    return files
+    frames = []
+    for f in files:
+        frame = blank_frame()
+        frame[100:318, 200:378] = cv2.imread(str(f))
+        frames.append(frame)
+    return frames
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +75,22 @@ def mesh_models():
     return FaceDetector(mediapipe_model_path(DETECTOR_NAME), DetectorConfig().whole_frame()), FaceLandmarker(mediapipe_model_path(LANDMARK_NAME))
 
 
-@pytest.fixture(scope="module")
-def faces(celeba, mesh_models):
+def aligned(frames: list[np.ndarray], mesh_models) -> list:
     """Aligned faces (lr, hr, landmarks) the way the pipeline makes them."""
     detector, landmarker = mesh_models
     aligner = Aligner(32, landmark_graph.subset_nodes("contours"))
-    out = []
-    for f in celeba:
-        frame = np.full((480, 640, 3), (90, 110, 120), np.uint8)
-        frame[100:318, 200:378] = cv2.imread(str(f))
-        det = detector.detect(frame)[0]
-        out.append(aligner(frame, landmarker(frame, det).points))
-    return out
+    return [aligner(frame, landmarker(frame, detector.detect(frame)[0]).points) for frame in frames]
+
+
+@pytest.fixture(scope="module")
+def faces(builtin_frames, mesh_models):
+    return aligned(builtin_frames, mesh_models)
+
+
+@pytest.fixture(scope="module", params=["builtin", "celeba"])
+def face_set(request, mesh_models):
+    """The built-in face's variants everywhere; CelebA's eight photos where the shared data is."""
+    return aligned(request.getfixturevalue(f"{request.param}_frames"), mesh_models)
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +111,20 @@ def test_landmark_error_is_in_inter_ocular_distances():
     assert landmark_error(mesh + [0.1 * iod, 0], mesh) == pytest.approx(0.1)
 
 
-def test_facemesh_finds_the_aligned_face_with_the_canonical_detection(faces, mesh_models):
+def test_facemesh_finds_the_aligned_face_with_the_canonical_detection(face_set, mesh_models):
     _, landmarker = mesh_models
-    for face in faces:
+    for face in face_set:
         found = landmarker(cv2.cvtColor(face.hr, cv2.COLOR_RGB2BGR), canonical_detection(128))
         assert landmarker.found(found)
         assert landmark_error(found.points, face.landmarks_full * 128) < 0.1
 
 
-def test_good_outputs_pass_and_bad_ones_fail(faces, critic, mesh_models):
+def test_good_outputs_pass_and_bad_ones_fail(face_set, critic, mesh_models):
     guard = ExpressionGuard(critic, mesh_models[1])
-    good = [guard(f.lr, sharpened(f.lr), f.landmarks_full).guard for f in faces]
-    blurred = [guard(f.lr, cv2.GaussianBlur(bicubic_up(f.lr), (0, 0), 6), f.landmarks_full).guard for f in faces]
-    flipped = [guard(f.lr, np.ascontiguousarray(f.hr[::-1]), f.landmarks_full).guard for f in faces]
-    assert sum(g.preserved for g in good) >= 0.6 * len(faces), good
+    good = [guard(f.lr, sharpened(f.lr), f.landmarks_full).guard for f in face_set]
+    blurred = [guard(f.lr, cv2.GaussianBlur(bicubic_up(f.lr), (0, 0), 6), f.landmarks_full).guard for f in face_set]
+    flipped = [guard(f.lr, np.ascontiguousarray(f.hr[::-1]), f.landmarks_full).guard for f in face_set]
+    assert sum(g.preserved for g in good) >= 0.6 * len(face_set), good
     assert not any(g.preserved for g in blurred + flipped), blurred + flipped
     assert np.median([g.kl for g in good]) < np.median([g.kl for g in flipped])
     for g in good:
@@ -144,3 +179,88 @@ def test_a_face_without_landmarks_gets_a_verdict_without_the_landmark_check(face
     g = verdict.guard
     assert math.isnan(g.landmark_error) and g.kl >= 0 and math.isfinite(g.reference_prob)
     assert g.preserved == (g.reference_prob >= 0.15 and g.kl <= 1.0)
+
+
+# --- the thresholds at their boundaries (no data set, no model) ---------------------------------------
+
+
+class FixedCritic:
+    """Reads every SR output as ``p_sr`` and every bicubic upscale as ``p_bicubic``: the guard puts a
+    face's SR output first and its bicubic upscale after it in one batch (only the SR output when off)."""
+
+    classes = FER_CLASSES
+
+    def __init__(self, p_sr, p_bicubic) -> None:
+        self.p_sr, self.p_bicubic = np.asarray(p_sr, np.float64), np.asarray(p_bicubic, np.float64)
+
+    def probabilities_batch(self, images) -> np.ndarray:
+        bicubic = len(images) // 2
+        return np.stack([self.p_sr] * (len(images) - bicubic) + [self.p_bicubic] * bicubic)
+
+
+class Landmarks(NamedTuple):
+    points: np.ndarray
+
+
+class FixedLandmarker:
+    """Finds ``points`` (frame pixels) in any image."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        self.points = points
+
+    def __call__(self, image, detection) -> Landmarks:
+        return Landmarks(self.points)
+
+    def found(self, landmarks: Landmarks) -> bool:
+        return True
+
+
+LR, SR = np.zeros((32, 32, 3), np.uint8), np.zeros((128, 128, 3), np.uint8)
+MESH = landmark_graph.mean_shape()  # [478, 2] in [0, 1]
+P_BICUBIC = [0.05, 0.02, 0.03, 0.40, 0.20, 0.10, 0.20]  # happy, then sad and neutral
+P_SR = [0.02, 0.01, 0.02, 0.25, 0.45, 0.05, 0.20]  # sad: plausible under bicubic (0.20), not its top
+
+
+def verdict(config: GuardConfig, p_sr=P_SR, p_bicubic=P_BICUBIC, landmarker=None):
+    return ExpressionGuard(FixedCritic(p_sr, p_bicubic), landmarker, config)(LR, SR, MESH).guard
+
+
+def below(x: float) -> float:
+    return float(np.nextafter(x, -np.inf))
+
+
+def test_kl_at_kl_max_passes_and_just_above_it_fails():
+    kl = kl_divergence(np.array([P_BICUBIC]), np.array([P_SR]))
+    assert 0 < kl < 1
+    at = verdict(GuardConfig(kl_max=kl, min_reference_prob=0.0, landmarks=False))
+    assert at.kl == kl and at.preserved  # kl <= kl_max: the boundary itself passes
+    assert not verdict(GuardConfig(kl_max=below(kl), min_reference_prob=0.0, landmarks=False)).preserved
+
+
+def test_the_reference_probability_at_the_minimum_passes_and_just_below_fails():
+    support = P_BICUBIC[int(np.argmax(P_SR))]  # bicubic's probability of the SR output's reading (sad)
+    at = verdict(GuardConfig(min_reference_prob=support, kl_max=10.0, landmarks=False))
+    assert at.reference_prob == support and at.preserved and not at.agreement  # plausible, not the same top-1
+    assert not verdict(GuardConfig(min_reference_prob=float(np.nextafter(support, 1.0)), kl_max=10.0,
+                                   landmarks=False)).preserved
+
+
+def test_the_landmark_error_at_the_maximum_passes_and_just_above_it_fails():
+    reference = MESH * SR.shape[0]
+    shifted = reference + [1.5, 0.0]  # FaceMesh on the output finds the face 1.5 px to the right
+    error = landmark_error(shifted, reference)
+    assert 0 < error < 1
+    loose = GuardConfig(min_reference_prob=0.0, kl_max=10.0)
+    at = verdict(loose.model_copy(update={"landmark_max": error}), landmarker=FixedLandmarker(shifted))
+    assert at.landmark_error == error and at.preserved and at.landmark_checked
+    assert not verdict(loose.model_copy(update={"landmark_max": below(error)}), landmarker=FixedLandmarker(shifted)).preserved
+
+
+def test_every_check_must_pass_and_a_failure_falls_back_when_asked():
+    same = verdict(GuardConfig(landmarks=False), p_sr=P_BICUBIC)  # identical readings: KL 0, top-1 agrees
+    assert same.preserved and same.agreement and same.kl == pytest.approx(0.0, abs=1e-12)
+    implausible = [0.01, 0.01, 0.01, 0.01, 0.01, 0.94, 0.01]  # surprise: bicubic gives it 0.10 < 0.15
+    failed = verdict(GuardConfig(landmarks=False, kl_max=100.0, fallback_to_bicubic=True), p_sr=implausible)
+    assert not failed.preserved and failed.fallback and failed.reference_prob == 0.10
+    unchecked = verdict(GuardConfig(enabled=False), p_sr=implausible)
+    assert unchecked.preserved and math.isnan(unchecked.kl)  # off: reported as preserved, with no numbers

@@ -1,6 +1,6 @@
 """device/inference/pipeline.py: real frames through the real bundle: corrupt frames, no face, several faces,
-size limits, per-track reporting, crop saving. Needs a bundle (skipped otherwise) and, for the
-several-faces frame, CelebA faces from the shared data (skipped where absent)."""
+size limits, per-track reporting, crop saving. Needs a bundle (skipped otherwise); the several-faces
+frame is three copies of the built-in face (one mirrored, one darker), so it needs no data set."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_affectsr.builtin_face import builtin_face
 from edge_affectsr.device.capture.builtin import BuiltinSequence, gradient_background
 from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, STAGES, Pipeline, PipelineConfig, TrackReporter
@@ -24,7 +25,7 @@ from edge_affectsr.runtime.roi_detect import RoiConfig
 
 from device_bundle import require_bundle
 
-WIDTH = 150  # pasted width of a 178x218 CelebA aligned face: three fit side by side in 640x480
+WIDTH = 150  # side of each pasted face: three fit side by side in 640x480
 ORIGINS = [(20, 40), (240, 150), (460, 60)]
 
 
@@ -42,16 +43,14 @@ def frame(image, index: int = 0) -> Frame:
 
 
 @pytest.fixture(scope="module")
-def three_faces(shared_data: Path) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[3:300:97][:3]
-    if len(files) < 3:
-        pytest.skip("too few CelebA val faces")
+def three_faces() -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    face = cv2.resize(cv2.cvtColor(builtin_face(), cv2.COLOR_RGB2BGR), (WIDTH, WIDTH), interpolation=cv2.INTER_AREA)
+    variants = [face, np.ascontiguousarray(face[:, ::-1]), (face * 0.8).astype(np.uint8)]
     image = gradient_background(640, 480)
     rects = []
-    for f, (x, y) in zip(files, ORIGINS):
-        face = cv2.resize(cv2.imread(str(f)), (WIDTH, round(218 * WIDTH / 178)), interpolation=cv2.INTER_AREA)
-        image[y:y + face.shape[0], x:x + WIDTH] = face
-        rects.append((x, y, x + WIDTH, y + face.shape[0]))
+    for variant, (x, y) in zip(variants, ORIGINS):
+        image[y:y + WIDTH, x:x + WIDTH] = variant
+        rects.append((x, y, x + WIDTH, y + WIDTH))
     return image, rects
 
 
@@ -142,7 +141,7 @@ def test_crops_are_saved_when_enabled(bundle, tmp_path: Path):
 
 
 def test_the_builtin_clip_gives_events_in_most_frames(bundle):
-    """The daemon's default detector (3x2 tiles, one per frame) plus ROI tracking finds the small face."""
+    """The daemon's default detector (zoom levels in rotation) plus the track mosaics finds the small face."""
     cfg = DeviceConfig()
     loaded = load_bundle(require_bundle(), InterpreterConfig(delegate_order=["cpu"]), cfg.detector, self_test=False)
     pipe = Pipeline(loaded, cfg.pipeline, cfg.guard, cfg.align, cfg.tracker, cfg.roi, stats=Stats(extra_counters=EXTRA_COUNTERS))
@@ -150,4 +149,6 @@ def test_the_builtin_clip_gives_events_in_most_frames(bundle):
     results = [pipe.process(frame(seq.render(i), i)) for i in range(30)]
     with_face = sum(1 for r in results if r.events)
     assert with_face >= 0.8 * len(results), [r.counts for r in results]
-    assert len({e.track_id for r in results for e in r.events}) <= 2  # one person, hardly ever lost
+    # one person, hardly ever lost: found from frame 0, where the clip moves the face most of its own width
+    # per frame, so IoU tracking (track.py, IoU >= 0.1) restarts it up to twice in the first 4 frames
+    assert len({e.track_id for r in results for e in r.events}) <= 3

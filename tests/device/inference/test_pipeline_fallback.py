@@ -23,9 +23,10 @@ from edge_affectsr.builtin_face import builtin_face
 from edge_affectsr.device.capture.builtin import BuiltinSequence
 from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline, PipelineConfig
+from edge_affectsr.device.reporting.metrics import Metrics
 from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.service.camera_small import SmallFaces, on_face, stage
-from edge_affectsr.device.service.daemon import DAEMON_COUNTERS
+from edge_affectsr.device.service.telemetry import DAEMON_COUNTERS
 from edge_affectsr.runtime.align import transform_points
 from edge_affectsr.runtime.bundle_models import load_bundle
 from edge_affectsr.runtime.detect import DetectorConfig
@@ -91,7 +92,7 @@ def test_a_rejected_face_is_upscaled_from_keypoints_with_the_mean_shape(bundle, 
     assert event.guard.kl >= 0 and event.guard.preserved == (event.guard.reference_prob >= 0.15 and event.guard.kl <= 1.0)
     assert result.counts == {"keypoint_faces": 1, "faces": 1}
     assert pipe.stats.counter("keypoint_faces") == 1 and pipe.stats.counter("no_landmarks") == 0
-    assert "edge_affectsr_keypoint_faces_total 1" in pipe.stats.to_prometheus()
+    assert 'edge_affectsr_keypoint_faces_total{camera="cam"} 1.0' in Metrics(pipe.stats, "cam").render().decode()
     assert pipe.stats.snapshot()["counters"]["keypoint_faces"] == 1  # /api/stats
 
 

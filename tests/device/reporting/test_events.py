@@ -18,12 +18,14 @@ def test_json_is_one_line_with_every_field():
     line = make_event(7, track_id=4).to_json()
     assert "\n" not in line
     data = json.loads(line)
-    assert list(data) == ["time", "frame", "source", "track_id", "bbox", "lr_size", "landmarks", "expression",
-                          "probabilities", "guard", "latency_ms", "model", "model_version"]
+    assert list(data) == ["time", "kind", "frame", "source", "file", "track_id", "bbox", "lr_size", "landmarks", "expression",
+                          "probabilities", "raw_expression", "raw_probabilities", "guard", "latency_ms", "model",
+                          "model_version"]
+    assert data["kind"] == "face" and data["raw_probabilities"] == data["probabilities"]  # not smoothed: the same
     assert data["landmarks"] == "facemesh"  # the default path
     assert data["frame"] == 7 and data["track_id"] == 4 and data["lr_size"] == [32, 32]
     assert data["guard"] == {"preserved": True, "agreement": True, "kl": 0.012, "landmark_error": 0.031, "fallback": False,
-                             "reference_prob": None}
+                             "reference_prob": None, "landmark_checked": True}
     assert data["latency_ms"]["sr"] == 2.9 and data["expression"] == "happy"
     assert parse_time(data["time"]).tzinfo is not None and data["time"].endswith("Z")
 

@@ -15,6 +15,7 @@ import pytest
 from _device_events import make_event
 from edge_affectsr.config import ConfigError, validate
 from edge_affectsr.device.reporting.events import format_time
+from edge_affectsr.device.reporting.health import Health
 from edge_affectsr.device.reporting.http_api import PROMETHEUS, HttpApi, HttpConfig, HttpError
 from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.reporting.store import EventStore, StoreConfig
@@ -71,11 +72,51 @@ def test_healthz_follows_the_watchdog(api, clock):
     api.stats.record_frame()
     clock.t += 1.0
     status, body = get_json(api.url + "/healthz")
-    assert status == 200 and body["status"] == "ok" and body["last_frame_age_s"] == 1.0
+    assert status == 200 and body["status"] == "ok" and body["last_frame_age_s"] == 1.0 and body["reasons"] == []
     assert body["model_version"] == "0.1.0" and body["frames"] == 1
     clock.t += 5.0  # no frame for longer than watchdog_s
     status, body = get_json(api.url + "/healthz")
-    assert status == 503 and body["status"] == "stale"
+    assert status == 503 and body["status"] == "degraded" and body["reasons"] == ["no frame for 6.0 s (> 5 s)"]
+    api.stats.record_frame()
+    assert get_json(api.url + "/healthz")[0] == 200
+
+
+def test_healthz_is_degraded_while_events_are_lost_within_the_window(store, clock):
+    """Issue 17: with the database failing every write, /healthz said 200 "ok". Losses are sampled from
+    their owners' counts; a loss in the last loss_window_s degrades, and it recovers by itself."""
+    lost = {"store_failed": 0, "mqtt_dropped": 0}
+    stats = Stats(clock=clock)
+    health = Health(stats, no_frames_s=5.0, loss_window_s=10.0, losses=lambda: dict(lost), clock=clock)
+    with HttpApi(HttpConfig(port=0), stats, store, info=lambda: INFO, health=health) as server:
+        stats.record_frame()
+        assert get_json(server.url + "/healthz")[0] == 200
+        lost["store_failed"] = 3
+        lost["mqtt_dropped"] = 1
+        clock.t += 1.0
+        stats.record_frame()
+        status, body = get_json(server.url + "/healthz")
+        assert status == 503 and body["status"] == "degraded" and body["events_lost_in_window"] == 4
+        assert body["reasons"] == ["4 events lost in the last 10 s (mqtt_dropped 1, store_failed 3)"]
+        assert get_json(server.url + "/api/stats")[1]["health"]["status"] == "degraded"
+        for _ in range(9):  # frames go on, no more losses: still degraded until the window has passed
+            clock.t += 1.0
+            stats.record_frame()
+            health.sample()
+        assert get_json(server.url + "/healthz")[0] == 503
+        clock.t += 1.5
+        stats.record_frame()
+        status, body = get_json(server.url + "/healthz")
+        assert status == 200 and body["status"] == "ok" and body["events_lost_in_window"] == 0
+
+
+def test_healthz_names_every_failed_check(store, clock):
+    stats = Stats(clock=clock)
+    health = Health(stats, 5.0, 10.0, checks=[lambda: None, lambda: "SR model on cpu, not edgetpu as configured"],
+                    clock=clock)
+    with HttpApi(HttpConfig(port=0), stats, store, health=health) as server:
+        stats.record_frame()
+        status, body = get_json(server.url + "/healthz")
+    assert status == 503 and body["reasons"] == ["SR model on cpu, not edgetpu as configured"]
 
 
 def test_stats_json(api):
@@ -89,6 +130,7 @@ def test_stats_json(api):
     assert body["counters"]["frames"] == 1 and body["counters"]["faces"] == 1
     assert body["latency_ms"]["sr"]["p50"] == 2.5 and "fps" in body
     assert body["store"]["events"] == 10 and body["mqtt"] == {"connected": False, "dropped": 3}
+    assert body["health"] == {"status": "ok", "reasons": []}
 
 
 def test_metrics_is_prometheus_text(api):
@@ -97,8 +139,10 @@ def test_metrics_is_prometheus_text(api):
     assert status == 200 and ctype == PROMETHEUS == "text/plain; version=0.0.4; charset=utf-8"
     text = body.decode()
     assert "# TYPE edge_affectsr_frames_total counter" in text
-    assert 'edge_affectsr_stage_latency_seconds{stage="sr",quantile="0.5"} 0.002' in text
-    assert 'edge_affectsr_info{model="affectsr-student-x4",model_version="0.1.0",delegate="cpu"} 1' in text
+    assert "# TYPE edge_affectsr_stage_latency_seconds histogram" in text
+    assert 'edge_affectsr_stage_latency_seconds_bucket{camera="' in text and 'le="0.002",stage="sr"} 1.0' in text
+    assert 'delegate="cpu",model="affectsr-student-x4",model_version="0.1.0"} 1.0' in text
+    assert "process_resident_memory_bytes " in text
 
 
 def test_events_since_id_time_and_limit(api):

@@ -1,4 +1,5 @@
-"""device/reporting/mqtt.py against a real mosquitto broker started on a free loopback port (skips without one)."""
+"""device/reporting/mqtt.py against a real mosquitto broker started on a free loopback port (skips without
+one, fails without one on CI): events, availability and last will, the stats topic, Home Assistant discovery."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from _device_events import make_event
+from _device_events import make_event, make_group_event, make_track_event
+from _services import service_missing
 from edge_affectsr.config import ConfigError, validate
 from edge_affectsr.device.reporting.mqtt import OFFLINE, ONLINE, MqttConfig, MqttPublisher
 
@@ -73,12 +75,12 @@ class Broker:
 def broker(tmp_path_factory):
     binary = mosquitto_binary()
     if binary is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+        service_missing("mosquitto is not installed (apt-get install mosquitto)")
     b = Broker(binary, tmp_path_factory.mktemp("mqtt"))
     try:
         b.start()
     except (RuntimeError, OSError) as e:
-        pytest.skip(f"cannot start mosquitto here: {e}")
+        service_missing(f"cannot start mosquitto here: {e}")
     yield b
     b.stop()
 
@@ -131,6 +133,28 @@ def test_events_and_retained_online(broker):
         finally:
             late.close()
     assert pub.published == 1 and pub.dropped == 0
+
+
+def test_tracks_and_the_group_summary_have_their_own_topics_and_the_group_is_retained(broker):
+    cfg = config(broker.port)
+    with MqttPublisher(cfg).start() as pub:
+        assert pub.wait_connected(5)
+        early = Subscriber(broker.port, f"{cfg.topic_prefix}/#")
+        try:
+            track, group = make_track_event(5), make_group_event()
+            assert pub.publish(track) and pub.publish(group)
+            topic, payload, retained = early.wait_for(f"{cfg.topic_prefix}/tracks")
+            assert json.loads(payload) == json.loads(track.to_json()) and not retained
+            early.wait_for(f"{cfg.topic_prefix}/group")
+        finally:
+            early.close()
+        late = Subscriber(broker.port, f"{cfg.topic_prefix}/group")  # a dashboard connecting later
+        try:
+            topic, payload, retained = late.next()
+            assert retained and json.loads(payload)["kind"] == "group" and json.loads(payload)["faces"] == 3
+        finally:
+            late.close()
+    assert pub.published == 2
 
 
 def test_clean_close_leaves_a_retained_offline(broker):
@@ -245,3 +269,86 @@ def test_config():
         validate({"qos": 2}, MqttConfig)
     with pytest.raises(ConfigError, match="brocker: unknown key"):
         validate({"brocker": "x"}, MqttConfig)
+
+
+# --- stats topic and Home Assistant discovery (issue 15) ---------------------------------------------
+
+
+def test_home_assistant_discovery_is_retained_and_sent_again_when_home_assistant_restarts(broker):
+    cfg = config(broker.port, discovery_prefix=f"ha-{uuid.uuid4().hex[:6]}", stats_every_s=10)
+    node = "edge_affectsr_front_door"
+    with MqttPublisher(cfg, camera="front door").start() as pub:
+        assert pub.wait_connected(5)
+        sub = Subscriber(broker.port, f"{cfg.discovery_prefix}/sensor/#")  # Home Assistant, subscribing later
+        try:
+            seen = {t: (json.loads(p), r) for t, p, r in (sub.next() for _ in range(2))}
+            expression, retained = seen[f"{cfg.discovery_prefix}/sensor/{node}/expression/config"]
+            assert retained and expression["state_topic"] == pub.events_topic
+            assert expression["value_template"] == "{{ value_json.expression }}"
+            assert expression["availability_topic"] == pub.availability_topic
+            assert expression["unique_id"] == f"{node}_expression" and expression["device"]["identifiers"] == [node]
+            assert expression["device"]["name"] == "front door"
+            fps, retained = seen[f"{cfg.discovery_prefix}/sensor/{node}/fps/config"]
+            assert retained and fps["state_topic"] == pub.stats_topic and fps["unit_of_measurement"] == "fps"
+            announce = paho.Client(paho.CallbackAPIVersion.VERSION2)  # Home Assistant comes back online
+            announce.connect("127.0.0.1", broker.port)
+            announce.loop_start()
+            announce.publish(f"{cfg.discovery_prefix}/status", "online", qos=1).wait_for_publish(5)
+            again = [sub.next() for _ in range(2)]
+            assert sorted(t for t, _, _ in again) == sorted(seen) and not any(r for _, _, r in again)  # sent live
+            announce.loop_stop()
+            announce.disconnect()
+        finally:
+            sub.close()
+
+
+def test_stats_are_published_retained_and_not_queued_while_away(broker):
+    cfg = config(broker.port, ha_discovery=False)
+    with MqttPublisher(cfg).start() as pub:
+        assert pub.wait_connected(5)
+        assert pub.publish_stats({"fps": 12.5, "counters": {"frames": 3}, "status": "ok"})
+        late = Subscriber(broker.port, pub.stats_topic)
+        try:
+            topic, payload, retained = late.next()
+            assert retained and json.loads(payload) == {"fps": 12.5, "counters": {"frames": 3}, "status": "ok"}
+        finally:
+            late.close()
+        assert pub.summary()["stats_published"] == 1
+    away = MqttPublisher(config(free_port())).start()
+    try:
+        assert not away.publish_stats({"fps": 1.0}) and away.dropped == 0  # not an event lost
+    finally:
+        away.close(timeout=0.3)
+
+
+def test_the_daemon_publishes_stats_and_announces_its_camera(broker, tmp_path):
+    """The daemon with MQTT on: <prefix>/stats every stats_every_s with fps, health and every counter,
+    and its camera (capture.camera) as a Home Assistant device whose expression sensor reads the events."""
+    from _device_daemon import looping_builtin, start_daemon, wait_for
+    from device_bundle import require_bundle
+
+    prefix, discovery = f"test/{uuid.uuid4().hex[:8]}", f"ha-{uuid.uuid4().hex[:6]}"
+    sub = Subscriber(broker.port, "#")
+    extra = (f"  camera: lobby\nmqtt:\n  enabled: true\n  port: {broker.port}\n  topic_prefix: {prefix}\n"
+             f"  stats_every_s: 0.5\n  discovery_prefix: {discovery}\n")
+    proc, log = start_daemon(tmp_path, "--bundle", str(require_bundle()), "--http", "off", config=looping_builtin(extra=extra))
+    messages: list[tuple[str, str, bool]] = []
+    try:
+        def stats_with_frames():
+            while not sub.messages.empty():
+                messages.append(sub.messages.get())
+            return next((json.loads(p) for t, p, _ in reversed(messages)
+                         if t == f"{prefix}/stats" and json.loads(p)["counters"]["frames"] > 0), None)
+        stats = wait_for(stats_with_frames, timeout=90, what="stats with frames", proc=proc, log=log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        sub.close()
+    assert stats["camera"] == "lobby" and stats["status"] in ("ok", "starting") and stats["fps"] >= 0
+    assert {"frames", "faces", "store_failed", "mqtt_dropped", "unreadable_inputs", "oversized_inputs"} <= set(stats["counters"])
+    configs = {t: json.loads(p) for t, p, r in messages if t.startswith(f"{discovery}/sensor/edge_affectsr_lobby/")}
+    assert configs[f"{discovery}/sensor/edge_affectsr_lobby/expression/config"]["state_topic"] == f"{prefix}/events"
+    assert configs[f"{discovery}/sensor/edge_affectsr_lobby/fps/config"]["state_topic"] == f"{prefix}/stats"
+    faces = [json.loads(p) for t, p, _ in messages if t == f"{prefix}/events"]
+    assert faces and all(f["expression"] for f in faces)  # what the expression sensor's template reads

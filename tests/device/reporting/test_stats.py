@@ -1,15 +1,14 @@
-"""device/reporting/stats.py: rolling latency quantiles, fps, counters; JSON and Prometheus text exposition."""
+"""device/reporting/stats.py: rolling latency quantiles, fps, counters (kept and mirrored), read while recorded."""
 
 from __future__ import annotations
 
-import math
-import re
 import threading
 
 import numpy as np
 import pytest
 
 from edge_affectsr.config import ConfigError, validate
+from edge_affectsr.device.reporting.metrics import Metrics
 from edge_affectsr.device.reporting.stats import COUNTERS, Stats, StatsConfig
 
 
@@ -64,8 +63,25 @@ def test_counters():
         Stats(extra_counters={"bad-name": "x"})
 
 
+def test_mirrored_counters_are_read_from_their_owner_at_snapshot_time():
+    class Store:
+        failed = 0
+
+    store = Store()
+    stats = Stats()
+    stats.mirror("store_failed", "Events the store failed to write.", lambda: store.failed)
+    assert stats.snapshot()["counters"]["store_failed"] == 0
+    store.failed = 4
+    assert stats.snapshot()["counters"]["store_failed"] == 4 and stats.counter("store_failed") == 4
+    with pytest.raises(ValueError, match="already declared"):
+        stats.mirror("frames", "x", lambda: 0)
+    with pytest.raises(KeyError):
+        stats.inc("store_failed")  # its owner counts it
+
+
 def test_thread_safe_under_concurrent_recording_and_reading():
     stats = Stats(StatsConfig(window=50))
+    metrics = Metrics(stats, "cam", lambda: {"model": "m"})
     stop = threading.Event()
     errors = []
 
@@ -73,7 +89,7 @@ def test_thread_safe_under_concurrent_recording_and_reading():
         while not stop.is_set():
             try:
                 stats.snapshot()
-                stats.to_prometheus({"model": "m"})
+                metrics.render()
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
@@ -92,73 +108,6 @@ def test_thread_safe_under_concurrent_recording_and_reading():
     assert not errors
     assert stats.counter("frames") == 8000 and stats.counter("faces") == 8000
     assert sum(s["count"] for s in stats.snapshot()["latency_ms"].values()) == 8000
-
-
-# --- Prometheus text format 0.0.4 -----------------------------------------------------------------
-
-SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
-
-
-def parse_exposition(text: str) -> tuple[dict[str, tuple[str, str]], list[tuple[str, dict[str, str], float]]]:
-    """A strict reader: families {name: (type, help)} and samples; asserts on anything malformed."""
-    assert text.endswith("\n")
-    families: dict[str, list[str]] = {}
-    samples = []
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, help_text = line[7:].split(" ", 1)
-            families.setdefault(name, [None, None])[1] = help_text
-        elif line.startswith("# TYPE "):
-            name, kind = line[7:].split(" ")
-            assert kind in ("counter", "gauge", "summary", "histogram", "untyped")
-            assert families.setdefault(name, [None, None])[0] is None, f"second TYPE for {name}"
-            families[name][0] = kind
-        else:
-            m = SAMPLE.match(line)
-            assert m, f"malformed sample line: {line!r}"
-            raw = m["labels"] or ""
-            labels = dict(LABEL.findall(raw))
-            assert "".join(f'{k}="{v}",' for k, v in labels.items()).rstrip(",") == raw, raw
-            samples.append((m["name"], labels, float(m["value"])))
-    for name, _, _ in samples:
-        family = re.sub(r"_(sum|count)$", "", name) if name not in families else name
-        assert family in families, f"sample {name} has no TYPE/HELP"
-        assert family.startswith("edge_affectsr_")
-    return {k: tuple(v) for k, v in families.items()}, samples
-
-
-def test_prometheus_exposition_is_well_formed():
-    clock = FakeClock()
-    stats = Stats(StatsConfig(window=10), clock=clock)
-    for i in range(20):
-        stats.record_frame()
-        stats.record_latency("sr", 2.0 + i % 5)
-        stats.record_latency("detect", 3.0)
-        clock.t += 0.04
-    stats.inc("faces", 20)
-    text = stats.to_prometheus({"model": "affectsr-student-x4", "model_version": "0.1.0", "delegate": 'cpu "xnn\\pack"'})
-    families, samples = parse_exposition(text)
-    assert families["edge_affectsr_frames_total"][0] == "counter"
-    assert families["edge_affectsr_fps"][0] == "gauge"
-    assert families["edge_affectsr_stage_latency_seconds"][0] == "summary"
-    assert all(name.endswith("_total") for name, (kind, _) in families.items() if kind == "counter")
-    values = {(n, tuple(sorted(l.items()))): v for n, l, v in samples}
-    assert values[("edge_affectsr_frames_total", ())] == 20
-    assert values[("edge_affectsr_faces_total", ())] == 20
-    sr_p50 = values[("edge_affectsr_stage_latency_seconds", (("quantile", "0.5"), ("stage", "sr")))]
-    assert sr_p50 == pytest.approx(np.percentile([2.0 + i % 5 for i in range(10, 20)], 50) / 1000)
-    assert values[("edge_affectsr_stage_latency_seconds_count", (("stage", "sr"),))] == 20
-    assert values[("edge_affectsr_stage_latency_seconds_sum", (("stage", "sr"),))] == pytest.approx(sum(2.0 + i % 5 for i in range(20)) / 1000)
-    info = [l for n, l, _ in samples if n == "edge_affectsr_info"]
-    assert info[0]["delegate"] == 'cpu \\"xnn\\\\pack\\"'  # escaped as the format requires
-    assert not any(math.isnan(v) for _, _, v in samples)
-
-
-def test_empty_stats_render():
-    families, samples = parse_exposition(Stats().to_prometheus())
-    assert "edge_affectsr_stage_latency_seconds" not in families  # no samples yet, no empty summary
-    assert "edge_affectsr_last_frame_age_seconds" not in families
 
 
 def test_config_names_the_key():

@@ -132,7 +132,7 @@ def test_retention_by_size_keeps_the_file_within_the_quota(tmp_path, caplog):
         assert store.file_bytes() <= 0.25e6  # the file on disk, WAL included, not just the live pages
         ids = [r["id"] for r in store.events_since(0, limit=5000)]
         assert ids == list(range(2001 - len(ids), 2001))  # the newest survive, oldest went first
-        assert len(ids) > 300
+        assert len(ids) > 150  # ~0.9 KB a row with its index entries (raw and smoothed probabilities)
         assert any("retention removed 0 events by age" in r.getMessage() for r in caplog.records)
 
 

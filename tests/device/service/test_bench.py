@@ -7,23 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 
 from edge_affectsr.device.service.bench import markdown, rss_bytes, write_builtin_video
 
+from _video import video_frames
 from device_bundle import require_bundle
 
 
 def test_the_builtin_clip_becomes_a_readable_640x480_video(tmp_path: Path):
-    path = write_builtin_video(tmp_path / "clip.avi", frames=5)
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
+    frames = video_frames(write_builtin_video(tmp_path / "clip.avi", frames=5))
     assert len(frames) == 5 and frames[0].shape == (480, 640, 3)
 
 

@@ -1,4 +1,6 @@
-"""`edge-affectsr camera-eval`: real CelebA photos through the device pipeline, scored against HR."""
+"""`edge-affectsr camera-eval`: face photos through the device pipeline, scored against HR: ten variants of
+the built-in face everywhere (sizes, mirrored, lighter and darker), and CelebA photos where the
+shared data is."""
 
 from __future__ import annotations
 
@@ -7,15 +9,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 from device_bundle import require_bundle
+from PIL import Image, ImageEnhance, ImageOps
 
+from edge_affectsr.builtin_face import builtin_face
 from edge_affectsr.device.service.camera_eval import OUTPUTS, camera_eval, markdown, write_report
 from edge_affectsr.runtime.frames import paste
 from edge_affectsr.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def report(shared_data: Path) -> dict:
-    return camera_eval(require_bundle(), shared_data / "celeba" / "val", faces=10, stride=60)
+def builtin_photos(folder: Path, n: int = 10) -> Path:
+    """``n`` photos of the built-in face: sizes from 160 to 250 px, every other one mirrored, lighter and darker."""
+    face = Image.fromarray(builtin_face())
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        side = 160 + 10 * i
+        photo = face.resize((side, side), Image.Resampling.BICUBIC)
+        photo = ImageOps.mirror(photo) if i % 2 else photo
+        ImageEnhance.Brightness(photo).enhance(0.85 + 0.03 * i).save(folder / f"face{i:02d}.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(scope="module", params=["builtin", "celeba"])
+def report(request, tmp_path_factory) -> dict:
+    if request.param == "celeba":
+        return camera_eval(require_bundle(), request.getfixturevalue("shared_data") / "celeba" / "val", faces=10, stride=60)
+    return camera_eval(require_bundle(), builtin_photos(tmp_path_factory.mktemp("photos")), faces=10, stride=1)
 
 
 def test_every_output_is_scored_on_the_faces_the_pipeline_found(report):
@@ -53,9 +71,9 @@ def test_large_photos_are_shrunk_into_the_frame():
     assert (frame == 200).all(axis=2).sum() == pytest.approx(380 * 304, rel=0.01)  # 1000x800 scaled by 0.38
 
 
-def test_photos_in_class_sub_folders_are_found(shared_data: Path, tmp_path):
+def test_photos_in_class_sub_folders_are_found(tmp_path):
     """A class-per-folder set (like ../shared/data/expressions) is read through its sub-folders."""
-    src = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:4]
+    src = sorted(builtin_photos(tmp_path / "photos", 4).glob("*.jpg"))
     for i, p in enumerate(src):
         (tmp_path / f"class{i % 2}").mkdir(exist_ok=True)
         (tmp_path / f"class{i % 2}" / p.name).write_bytes(p.read_bytes())

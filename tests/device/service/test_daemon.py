@@ -4,6 +4,7 @@ SQLite database and JSON-lines file: a finite run, SIGTERM, SIGHUP (good and tam
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from edge_affectsr.bundle import MANIFEST, SIGNATURE, write_bundle
 
 from device_bundle import copy_bundle, require_bundle
 from _device_daemon import ROOT, db_events, jsonl_events, looping_builtin, start_daemon, wait_for
@@ -35,9 +38,25 @@ def test_max_frames_run_ends_by_itself_with_every_event_stored(tmp_path: Path, b
     assert {"time", "frame", "source", "track_id", "bbox", "lr_size", "expression", "probabilities", "guard",
             "latency_ms", "model", "model_version"} <= set(lines[0])
     assert "delegate cpu" in done.stderr and "stopped (max frames (10))" in done.stderr
+    tracks, groups = jsonl_events(tmp_path / "e.jsonl", "track"), jsonl_events(tmp_path / "e.jsonl", "group")
+    assert tracks and all(t["ended"] == "end of input" for t in tracks) and len(groups) == 1  # the run's summaries
+    assert groups[0]["frames"] == 10 and db_events(tmp_path / "e.db", "groups") == groups
+    assert db_events(tmp_path / "e.db", "tracks") == tracks
+
+
+def release(src: Path, dest: Path, version: str) -> Path:
+    """A copy of ``src`` as another version, hashed and written by the converter's own write_bundle."""
+    staging = Path(shutil.copytree(src, dest.with_name(dest.name + ".staging")))
+    for name in (MANIFEST, SIGNATURE):
+        (staging / name).unlink(missing_ok=True)
+    doc = {k: v for k, v in json.loads((src / MANIFEST).read_text()).items() if k not in ("files", "schema_version")}
+    return write_bundle(staging, dest, {**doc, "version": version})
 
 
 def test_sigterm_stops_within_two_seconds_and_sighup_reloads(tmp_path: Path, bundle: Path):
+    """SIGHUP with a new version: the events after it carry its model_version, /api/stats reports it and
+    counts the reload (a reload that logged but never swapped the model passed the old test); a
+    tampered release is refused and the running version stays."""
     live = copy_bundle(tmp_path / "live")
     proc, log = start_daemon(tmp_path, "--bundle", str(live), "--http", "127.0.0.1:0", config=looping_builtin())
     try:
@@ -47,15 +66,28 @@ def test_sigterm_stops_within_two_seconds_and_sighup_reloads(tmp_path: Path, bun
         health = json.load(urllib.request.urlopen(f"{url}/healthz", timeout=5))
         assert health["status"] == "ok" and health["model"] and health["delegate"] == "cpu"
 
-        proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reloaded: now running" in log.read_text(), what="the reload", proc=proc, log=log)
-        # a bad release put in place the way deployments do it (a rename; never rewrite a running
+        old_version = health["model_version"]
+        # a new release put in place the way deployments do it (a rename; never rewrite a running
         # bundle's files in place: the interpreters memory-map them)
-        bad = copy_bundle(tmp_path / "bad")
+        release(live, tmp_path / "v2", "2.0-test")
+        live.rename(tmp_path / "previous")
+        (tmp_path / "v2").rename(live)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "now running bundle" in log.read_text() and "v2.0-test" in log.read_text(), what="the reload",
+                 proc=proc, log=log)
+        before = len(jsonl_events(tmp_path / "events.jsonl"))
+        wait_for(lambda: len(jsonl_events(tmp_path / "events.jsonl")) > before + 2, what="events after the reload",
+                 proc=proc, log=log)
+        after = jsonl_events(tmp_path / "events.jsonl")[before:]
+        assert {e["model_version"] for e in after} == {"2.0-test"} != {old_version}  # the model was swapped
+        stats = json.load(urllib.request.urlopen(f"{url}/api/stats", timeout=5))
+        assert stats["model_version"] == "2.0-test" and stats["counters"]["reloads"] == 1
+
+        bad = copy_bundle(tmp_path / "bad")  # a tampered release: refused, v2.0-test runs on
         data = bytearray((bad / "sr_int8.tflite").read_bytes())
         data[100] ^= 0xFF
         (bad / "sr_int8.tflite").write_bytes(bytes(data))
-        live.rename(tmp_path / "previous")
+        live.rename(tmp_path / "previous-2")
         bad.rename(live)
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reload failed, keeping bundle" in log.read_text(), what="the refused reload", proc=proc, log=log)
@@ -63,6 +95,9 @@ def test_sigterm_stops_within_two_seconds_and_sighup_reloads(tmp_path: Path, bun
         wait_for(lambda: len(jsonl_events(tmp_path / "events.jsonl")) > before + 2, what="events after the refusal",
                  proc=proc, log=log)
         assert "sr_int8.tflite does not match" in log.read_text()
+        assert {e["model_version"] for e in jsonl_events(tmp_path / "events.jsonl")[before:]} == {"2.0-test"}
+        stats = json.load(urllib.request.urlopen(f"{url}/api/stats", timeout=5))
+        assert stats["model_version"] == "2.0-test" and stats["counters"]["reloads"] == 1
 
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)

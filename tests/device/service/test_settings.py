@@ -23,7 +23,7 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "device.example.yaml"
 def test_defaults_are_the_zero_configuration_run():
     cfg = load_device_config()
     assert cfg.bundle.path is None and cfg.capture.source.kind == "builtin" and not cfg.capture.newest_frame_wins
-    assert cfg.detector.tiles == (3, 2) and cfg.roi.enabled
+    assert cfg.detector.tiles is None and cfg.detector.min_face_px == 20 and cfg.roi.enabled  # zoom levels to 20 px faces
     assert cfg.http.host == "127.0.0.1" and cfg.jsonl.path == "-" and not cfg.crops.enabled and not cfg.mqtt.enabled
 
 
@@ -101,7 +101,16 @@ def test_each_section_default_is_its_class_default():
     """One place per default: DeviceConfig adds nothing to its components' own defaults."""
     cfg = DeviceConfig()
     for name, field in DeviceConfig.model_fields.items():
-        assert getattr(cfg, name) == field.annotation(), name
+        if name != "preview":  # the one top-level switch, not a section: its own test below
+            assert getattr(cfg, name) == field.annotation(), name
+
+
+def test_preview_left_out_is_on_for_the_builtin_clip_only():
+    assert DeviceConfig().preview is True
+    assert load_device_config(None, {"capture.source": {"kind": "folder", "path": "x"}}).preview is False
+    assert load_device_config(None, {"capture.source": {"kind": "video", "uri": 0}}).preview is False
+    assert load_device_config(None, {"capture.source": {"kind": "video", "uri": 0}, "preview": True}).preview is True
+    assert load_device_config(None, {"preview": False}).preview is False
 
 
 def test_newest_frame_wins_left_out_follows_the_source():
