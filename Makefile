@@ -125,8 +125,8 @@ docs-camera: setup
 
 # Small faces on the camera path (docs/device.md): each of the same 150 val photos (offset 0) rendered
 # as a 32/24/16 px face crop into a 640x480 frame, sensor noise and JPEG/H.264 applied to the whole frame,
-# then the device pipeline; a finer detector grid (8x6) than the device's default 3x2, which finds no
-# face under ~48 px (the report counts those too). ~2 min per cell on 2 CPU cores.
+# then the device pipeline; a fixed detector grid (8x6), as when these cells were first measured (the
+# report counts what the device's default zoom levels find beside it). ~2 min per cell on 2 CPU cores.
 docs-camera-small: setup
 	for c in lens:32 jpeg:24 h264:24 lens:16; do n=$$(echo $$c | tr -d :); \
 	    $(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \

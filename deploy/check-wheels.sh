@@ -38,25 +38,35 @@ for line in open(sys.argv[2]):
 EOF
 }
 
-failed=0
-for arch in $ARCHES; do
-    for py in $PYTHONS; do
-        constraints_for "$py" >"$work/constraints-$py.txt"
-        mapfile -t env_args < <(pip_env)
-        # shellcheck disable=SC2046
-        if out=$(env -i PATH="$PATH" HOME="$HOME" PIP_CONFIG_FILE=/dev/null "${env_args[@]}" \
-                 "$PYTHON" -m pip install --dry-run --ignore-installed --only-binary=:all: --target "$work/t" \
-                 --python-version "$py" $(platforms "$arch") -c "$work/constraints-$py.txt" \
-                 --report "$work/report.json" -q "$wheel[device]" 2>&1); then
-            picked=$("$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1]))["install"]
+# One resolution: "ok ..." or "FAILED ..." on stdout (they run in parallel: the index is the slow part).
+resolve() {
+    local arch=$1 py=$2 out picked env_args
+    constraints_for "$py" >"$work/constraints-$arch-$py.txt"
+    mapfile -t env_args < <(pip_env)
+    # shellcheck disable=SC2046
+    if out=$(env -i PATH="$PATH" HOME="$HOME" PIP_CONFIG_FILE=/dev/null "${env_args[@]}" \
+             "$PYTHON" -m pip install --dry-run --ignore-installed --only-binary=:all: --target "$work/t-$arch-$py" \
+             --python-version "$py" $(platforms "$arch") -c "$work/constraints-$arch-$py.txt" \
+             --report "$work/report-$arch-$py.json" -q "$wheel[device]" 2>&1); then
+        picked=$("$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1]))["install"]
 m = [i["metadata"] for i in r]
 print(" ".join(sorted(d["name"] + "==" + d["version"] for d in m if d["name"] in ("numpy", "pillow", "ai-edge-litert"))))' \
-                "$work/report.json")
-            echo "ok      python $py $arch: $picked"
-        else
-            failed=1
-            echo "FAILED  python $py $arch: $(grep -m1 ERROR <<<"$out" || tail -1 <<<"$out")"
-        fi
+            "$work/report-$arch-$py.json")
+        echo "ok      python $py $arch: $picked"
+    else
+        echo "FAILED  python $py $arch: $(grep -m1 ERROR <<<"$out" || tail -1 <<<"$out")"
+    fi
+}
+
+for arch in $ARCHES; do
+    for py in $PYTHONS; do
+        resolve "$arch" "$py" >"$work/result-$arch-$py" &
     done
 done
-exit $failed
+wait
+for arch in $ARCHES; do
+    for py in $PYTHONS; do
+        cat "$work/result-$arch-$py"
+    done
+done
+! grep -q '^FAILED' "$work"/result-*

@@ -142,7 +142,7 @@ class Evaluate:
         if args.markdown:
             write_text(args.markdown, table + "\n")
         if args.grid:
-            draw_grid(faces, images, hr_labels, names, args.grid, rows=args.grid_rows or 6)
+            draw_grid(faces, images, hr_labels, names, args.grid, rows=args.grid_rows or 6, files=report["files"])
             print(f"picture: {args.grid}")
         return 0
 

@@ -20,6 +20,7 @@ CAPTION = 14  # px under each tile
 BORDER = 3  # px of the red mark
 CHANGED = (220, 30, 30)
 LEGEND = "red: expression differs from HR's"
+FILE_CHARS = 21  # of a file name fit under a 128 px tile
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,12 @@ def picks(n: int, rows: int) -> np.ndarray:
     return np.linspace(0, n - 1, min(rows, n)).astype(int)
 
 
-def draw_grid(faces: FaceArrays, images: dict, hr_labels: np.ndarray, class_names, out: Path, rows: int = 6) -> None:
-    """One cell's picture: ``rows`` faces spread over the set."""
-    grid = [face_row(faces, images, hr_labels, class_names, i) for i in picks(len(faces), rows)]
+def draw_grid(faces: FaceArrays, images: dict, hr_labels: np.ndarray, class_names, out: Path, rows: int = 6,
+              files: list[str] | None = None) -> None:
+    """One cell's picture: ``rows`` faces spread over the set, each LR tile captioned with its file
+    (``files``, as the JSON names them; the end of a long name)."""
+    grid = [face_row(faces, images, hr_labels, class_names, i, files[i][-FILE_CHARS:] if files else "")
+            for i in picks(len(faces), rows)]
     draw(grid, ["LR", *images, "HR"], out)
 
 

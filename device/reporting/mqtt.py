@@ -30,6 +30,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
@@ -112,6 +113,7 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._closing = threading.Event()
         self._overflowing = False
+        self._online: "paho.MQTTMessageInfo | None" = None
         self._client = self._make_client()
         self._worker = threading.Thread(target=self._run, name="mqtt-publish", daemon=True)
 
@@ -170,7 +172,7 @@ class MqttPublisher:
         if reason.is_failure:
             log.warning("MQTT: broker %s:%d refused the connection: %s", self.config.host, self.config.port, reason)
             return
-        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
+        self._online = client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         if self.config.ha_discovery:
             self._announce(client)
             client.subscribe(self._ha_status_topic, qos=1)
@@ -207,7 +209,16 @@ class MqttPublisher:
         return self._connected.is_set()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        """True once connected and the broker acknowledged the retained ``online`` (paho sends what
+        the connect callback publishes only after it returns, so being connected is not enough)."""
+        deadline = time.monotonic() + timeout
+        if not self._connected.wait(timeout) or self._online is None:
+            return False
+        try:
+            self._online.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        except (RuntimeError, ValueError):  # the connection dropped meanwhile
+            return False
+        return self._online.is_published()
 
     def publish(self, event: Record) -> bool:
         """Queue ``event`` for publishing (never blocks); False when that pushed out an older event, or

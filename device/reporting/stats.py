@@ -114,13 +114,6 @@ class Stats:
                 raise KeyError(f"unknown counter {counter!r}; declare it in extra_counters")
             self._counters[counter] += n
 
-    def set_counter(self, counter: str, value: int) -> None:
-        """Mirror a count kept elsewhere (e.g. ``NewestFrame.dropped``); it never goes backwards."""
-        with self._lock:
-            if counter not in self._counters:
-                raise KeyError(f"unknown counter {counter!r}; declare it in extra_counters")
-            self._counters[counter] = max(self._counters[counter], int(value))
-
     def publish(self, name: str, section: Mapping[str, Any]) -> None:
         """Show ``section`` (plain JSON values, e.g. the latest group summary) under ``name`` in the
         snapshot until it is published again."""

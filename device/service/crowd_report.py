@@ -105,11 +105,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
         raise UserError("--plot needs matplotlib: pip install matplotlib") from None
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for frame in sorted({c["frame"] for c in report["clips"]}, key=lambda f: int(f.split("x")[0])):
-        _line(ax, [c for c in report["clips"] if c["frame"] == frame], f"pipeline, {frame}", "-", "o")
+        _line(ax, [c for c in report["clips"] if c["frame"] == frame], f"device pipeline, {frame}, whole clips", "-", "o")
     if report.get("candidates"):
         largest = max((c["frame"] for c in report["clips"]), key=lambda f: int(f.split("x")[0]))
         for cand in report["candidates"]:
-            _line(ax, [c for c in cand["clips"] if c["frame"] == largest], f"{cand['label']}, {largest}", "--", ".")
+            _line(ax, [c for c in cand["clips"] if c["frame"] == largest], f"{cand['label']}, {largest}, full scan", "--", ".")
     ax.axhline(0.9, color="grey", lw=0.8, ls=":")
     ax.axhline(0.7, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="face box width in the frame, px", ylabel="detection recall", ylim=(-0.02, 1.02), xscale="log")

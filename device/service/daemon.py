@@ -294,12 +294,14 @@ class Daemon:
     def _consume(self, pipeline: Pipeline, source: FrameSource) -> None:
         """Process frames until the source ends, a stop or reconnect is asked, or max_frames is reached."""
         frames = NewestFrame(source) if self.config.capture.newest_frame_wins else source
+        dropped = 0  # this source's drops counted so far (a replaced source's count starts again at 0)
         try:
             for frame in frames:
                 self._switch_bundle(pipeline)
                 self._process(pipeline, frame, source.name)
-                if isinstance(frames, NewestFrame):
-                    self.stats.set_counter("drops", frames.dropped)
+                if isinstance(frames, NewestFrame) and frames.dropped > dropped:
+                    self.stats.inc("drops", frames.dropped - dropped)
+                    dropped = frames.dropped
                 if self._reached_max_frames() or self._stop.is_set() or self._reconnect.is_set():
                     break
         finally:

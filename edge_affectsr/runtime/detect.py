@@ -53,8 +53,8 @@ class ModelFileError(UserError):
 @dataclass(frozen=True)
 class SsdSpec:
     """One BlazeFace model's anchor layout and range. ``min_face``: the narrowest face box (input px)
-    it finds reliably on camera-degraded faces (measured: docs/crowd.md), which sets the tile
-    schedule's zoom."""
+    the zoom levels are built for (runtime/scan.py): where the model still finds camera-degraded faces
+    (docs/crowd.md, the candidates table)."""
 
     name: str
     file: str

@@ -8,8 +8,8 @@ mosaic, ``per_call`` (1, 4 or 9) to one model input, so a crowd of 20 tracked fa
 (2x2 mosaics) instead of 20, and a tracked face is found in every frame, not once per round of tiles.
 A 2x2 mosaic on short-range's 128 px input gives each square 64 px: a face of 29 px or more fills
 1 / ``margin`` of its square; a smaller face keeps its own size (the square is at least a cell, so it is
-never enlarged: enlarging a 16 px face's square to the cell blurs it, and short-range then found 75 %
-of 16 px faces instead of 97 %, measured on jpeg crowd clips at 1280x720). Detections are assigned to
+never enlarged: enlarging a 16 px face's square to the cell blurs it, and the crowd benchmark's
+recall at 16 px in 1280x720 fell from 79 % to 72 %, docs/crowd.md). Detections are assigned to
 the cell their centre falls in and mapped back to the frame; everything is then merged with the
 scanner's detections (runtime/nms.py).
 """

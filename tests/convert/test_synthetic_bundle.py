@@ -135,3 +135,30 @@ def test_a_clean_model_without_a_camera_degradation_is_refused(faces, tmp_path):
     with pytest.raises(UserError, match="--clean-model needs --degradation"):
         build_bundle(student, faces, tmp_path / "out", target="cpu", force=True, clean_model=student)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("reuse_models")
+def test_edgetpu_target_carries_the_compiled_model_where_the_compiler_is(faces, tmp_path, monkeypatch):
+    """convert --target edgetpu: with edgetpu_compiler on PATH (the stand-in of tests/edgetpu_standin.py)
+    the compiled model and the compiler's log are bundle files, hashed, with a models entry and the
+    parsed report; without it (the real state of this machine) the bundle says so."""
+    from edgetpu_standin import PARTLY_MAPPED, install_standin_compiler, path_without_compiler
+
+    student = make_test_student(tmp_path / "s.pt")
+    install_standin_compiler(tmp_path / "bin", PARTLY_MAPPED)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{path_without_compiler()}")
+    build_bundle(student, faces, tmp_path / "coral", target="edgetpu", verify_faces=2, force=True)
+    manifest = verify_bundle(tmp_path / "coral")
+    assert manifest.models["sr_edgetpu"].file == "sr_int8_edgetpu.tflite"
+    assert {"sr_int8_edgetpu.tflite", "sr_int8_edgetpu.log"} <= set(manifest.files)
+    compiler = manifest.verification["edgetpu"]["compiler"]
+    assert (compiler["ops_on_edgetpu"], compiler["ops_on_cpu"], compiler["subgraphs"]) == (40, 1, 1)
+    assert load_bundle(tmp_path / "coral").delegate.attempts[0].model == "sr_int8_edgetpu.tflite"  # no Coral here
+
+    monkeypatch.setenv("PATH", path_without_compiler())
+    build_bundle(student, faces, tmp_path / "plain", target="edgetpu", verify_faces=2, force=True)
+    manifest = verify_bundle(tmp_path / "plain")
+    tpu = manifest.verification["edgetpu"]
+    assert "sr_edgetpu" not in manifest.models and not any("edgetpu" in f for f in manifest.files)
+    assert tpu["compiler"] is None and "edgetpu_compiler was not on PATH" in tpu["compiler_note"]
+    assert tpu["ops_total"] > 0 and "ops_on_cpu" in tpu  # the documented-rules report, as before

@@ -60,6 +60,8 @@ def routed_bundle(tmp_path, routing: Routing | None, with_clean: bool = True):
     for extra in ("manifest.sig",):
         (stage / extra).unlink(missing_ok=True)
     doc.pop("files"), doc.pop("schema_version")
+    (stage / "sr_clean_int8.tflite").unlink(missing_ok=True)
+    doc["models"].pop("sr_clean_int8", None)
     if with_clean:
         shutil.copy(stage / "sr_fp16.tflite", stage / "sr_clean_int8.tflite")
         doc["models"]["sr_clean_int8"] = doc["models"]["sr_fp16"] | {"file": "sr_clean_int8.tflite"}
@@ -87,6 +89,13 @@ def test_the_device_loads_a_routed_bundle_and_self_tests_its_primary_model(tmp_p
     bundle = load_bundle(routed_bundle(tmp_path, midpoint_routing()))
     assert isinstance(bundle.sr, RoutedBackend)
     assert bundle.self_test().passed
+
+
+def test_the_shipped_bundle_is_routed_and_the_clean_only_bundle_is_not():
+    from edge_affectsr.runtime.backend import TFLiteBackend
+
+    assert isinstance(load_model("bundle-x4"), RoutedBackend)
+    assert isinstance(load_model("bundle-x4-clean"), TFLiteBackend)
 
 
 def test_routing_without_its_clean_model_is_refused(tmp_path):

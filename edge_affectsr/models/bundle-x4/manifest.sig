@@ -1,5 +1,5 @@
 {
   "algorithm": "ed25519",
   "key_id": "b82eff70806a334e",
-  "signature": "3winmLmVfHnGsGRvxsS/EryGGQoxFLsBQbloGL9fje3wemeef41xMLaj0GaNsumIaxw4YKcKa2qzJNhNvJA6DA=="
+  "signature": "ma1U8BaJ9rym/uX24LpRnZwFN+ga1IumRv3So6nUy4zMG8jjl+NiY7GPj37lhgccKYZSyCNv9FaiMEkyN3s1BA=="
 }
