@@ -135,13 +135,17 @@ docs-camera-small: setup
 # The camera benchmark (docs/camera.md): the same faces under the clean protocol and nine camera cells
 # (lens blur / noise + JPEG / noise + H.264 at 32, 24, 16 px face crops) on every 2nd val face: the teacher,
 # the camera-trained student (student-x4) and the clean-trained one, the earlier clean-only int8 bundle and
-# the shipped routed int8 bundle; then FER accuracy on every 8th face of the labelled expression set.
+# the shipped routed int8 bundle; then FER accuracy on every 8th face of the labelled expression set; then
+# the camera student and the bundle on three cells with the mean face shape for every face (no FaceMesh).
 CAMERA_MODELS := --model teacher-x4 --model student-x4 --model student-x4-clean --model bundle-x4-clean --model bundle-x4
 docs-camera-sr: setup
 	$(VENV)/bin/edge-affectsr eval $(CAMERA_MODELS) --degradation grid --data $(DATA)/celeba/val --stride 2 \
 	    --markdown docs/results/camera_sr.md --json docs/results/camera_sr.json --grid docs/results/camera_sr.png
 	$(VENV)/bin/edge-affectsr eval $(CAMERA_MODELS) --degradation grid --data $(DATA)/expressions --stride 8 \
 	    --markdown docs/results/camera_sr_expressions.md --json docs/results/camera_sr_expressions.json
+	$(VENV)/bin/edge-affectsr eval --model student-x4 --model bundle-x4 --mean-landmarks --degradation lens:32 \
+	    --degradation jpeg:24 --degradation h264:16 --data $(DATA)/celeba/val --stride 2 \
+	    --markdown docs/results/camera_sr_mean_landmarks.md --json docs/results/camera_sr_mean_landmarks.json
 
 # Crowds (docs/crowd.md): clips of 20 CelebA val people (1 and 30 more at 24 px) at face widths 16-64 px in
 # 640x480 and 1280x720 frames, 48 frames each, noise + JPEG on the whole frame, through the device pipeline;

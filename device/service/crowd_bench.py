@@ -12,7 +12,9 @@ rotation reaches it count as misses, as they would on a camera). Per clip:
   tracker on the matched faces;
 * fps = frames / the pipeline's own time (rendering a frame is not timed), the p50 of every stage the
   pipeline times, ms per upscaled face (frame time minus detection, over the faces upscaled);
-* how FaceMesh does on faces that small against the keypoint fallback (crowd_landmarks.py).
+* how FaceMesh does on faces that small against the keypoint fallback (crowd_landmarks.py);
+* label flicker of the raw and the smoothed expression, and how often each agrees with the
+  person's HR label (crowd_labels.py).
 
 ``--candidates`` adds a detector-only comparison: each candidate detector scans every region of its
 schedule on every ``CANDIDATE_STRIDE``-th frame (no rotation, no tracking): what a model and a zoom
@@ -35,6 +37,7 @@ from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline
 from edge_affectsr.device.reporting.stats import Stats, StatsConfig
 from edge_affectsr.device.service.crowd_clips import Clip, ClipSpec, build_clip, people
+from edge_affectsr.device.service.crowd_labels import LabelCheck
 from edge_affectsr.device.service.crowd_landmarks import LandmarkCheck
 from edge_affectsr.device.service.crowd_score import MATCH_RULE, ClipScore
 from edge_affectsr.device.service.settings import DeviceConfig
@@ -116,11 +119,13 @@ def new_pipeline(bundle: LoadedBundle, config: DeviceConfig) -> Pipeline:
 
 
 def run_clip(bundle: LoadedBundle, config: DeviceConfig, clip: Clip, hr_faces: list[np.ndarray]) -> dict[str, Any]:
-    """One clip through a fresh pipeline: scores, timings and the landmark check."""
+    """One clip through a fresh pipeline: scores, timings, the landmark and the label checks."""
     pipeline = new_pipeline(bundle, config)
+    bundle.detector.schedule.restart()  # the bundle's detector keeps its rotation from the last clip otherwise
     recorder = RecordingDetector(pipeline.detector)
     pipeline.detector = recorder
     score, check = ClipScore(clip.spec.faces), LandmarkCheck(bundle, clip, hr_faces)
+    labels = LabelCheck(bundle.critic, clip.spec.faces, hr_faces, FPS)
     elapsed, detect_ms, upscaled = 0.0, 0.0, 0
     for i in range(len(clip)):
         image, truth = clip.frame(i), clip.boxes(i)
@@ -130,9 +135,10 @@ def run_clip(bundle: LoadedBundle, config: DeviceConfig, clip: Clip, hr_faces: l
         detect_ms += result.latency_ms.get("detect", 0.0)
         upscaled += len(result.faces)
         detections = recorder.last
-        matched = score.add(truth, _boxes(detections), np.array([d.score for d in detections]),
-                            detection_track_ids(pipeline, detections))
+        track_ids = detection_track_ids(pipeline, detections)
+        matched = score.add(truth, _boxes(detections), np.array([d.score for d in detections]), track_ids)
         check.add(i, image, detections, matched)
+        labels.add(i, [face.event for face in result.faces], {t: int(p) for t, p in zip(track_ids, matched) if p >= 0 and t})
     snap = pipeline.stats.snapshot()
     face_ms = (elapsed * 1000 - detect_ms) / upscaled if upscaled else None
     return {**describe(clip.spec), **score.summary(), "recall_second_half": round(score.recall_from(len(clip) // 2), 4),
@@ -140,7 +146,7 @@ def run_clip(bundle: LoadedBundle, config: DeviceConfig, clip: Clip, hr_faces: l
             "latency_ms_p50": {k: v["p50"] for k, v in snap["latency_ms"].items()},
             "ms_per_face": None if face_ms is None else round(face_ms, 2),
             "upscaled_per_frame": round(upscaled / len(clip), 2), "counters": snap["counters"],
-            "landmarks": check.summary()}
+            "landmarks": check.summary(), "labels": labels.summary()}
 
 
 def describe(spec: ClipSpec) -> dict[str, Any]:
@@ -185,7 +191,8 @@ def crowd_bench(config: DeviceConfig, bundle_path: str | None, data: Path | None
     results = [run_clip(bundle, config, clip, hr_faces) for clip in tqdm(clips, desc="crowd clips", unit="clip", dynamic_ncols=True)]
     report = {"match_rule": MATCH_RULE, "data": str(data) if data else "built-in face", "people": len(hr_faces),
               "bundle": bundle.name, "threads": threads, "detector": config.detector.model_dump(mode="json"),
-              "roi": config.roi.model_dump(mode="json"), "clips": results,
+              "roi": config.roi.model_dump(mode="json"), "tracker": config.tracker.model_dump(mode="json"),
+              "smoothing": config.smoothing.model_dump(mode="json"), "clips": results,
               "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}}
     if candidates:
         report["candidate_stride"] = CANDIDATE_STRIDE

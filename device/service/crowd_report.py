@@ -61,6 +61,18 @@ def landmark_table(report: dict[str, Any]) -> str:
     return table(head, rows)
 
 
+def label_table(report: dict[str, Any]) -> str:
+    """Per clip: flicker of the raw and the smoothed label, and agreement of each with the HR label."""
+    head = ["frame", "face px", "faces", "labelled faces", "track s", "flicker raw /s", "flicker smoothed /s",
+            "smoothed / raw", "agrees with HR % raw", "agrees with HR % smoothed"]
+    rows = [[*_clip_cells(c), str(lb["labelled_faces"]), _num(lb["track_seconds"]), _num(lb["flicker_raw"], ".2f"),
+             _num(lb["flicker_smoothed"], ".2f"),
+             _num(lb["flicker_smoothed"] / lb["flicker_raw"] if lb["flicker_raw"] else None, ".2f"),
+             _pct(lb["agreement_raw"]), _pct(lb["agreement_smoothed"])]
+            for c in report["clips"] for lb in [c["labels"]]]
+    return table(head, rows)
+
+
 def candidate_table(report: dict[str, Any]) -> str:
     """Detector candidates: recall per face size (each frame size), precision, full-scan cost."""
     cands = report.get("candidates") or []
@@ -88,10 +100,21 @@ def markdown(report: dict[str, Any]) -> str:
              f"Matching: {report['match_rule']}.", "", pipeline_table(report), "", "Per-face stages:", "",
              stage_table(report), "", "FaceMesh on the frame against the keypoint fallback (alignment error in px of "
              "the 128 px crop, against FaceMesh on the clean face):", "", landmark_table(report)]
+    if all("labels" in c for c in report["clips"]):  # reports saved before the label check have none
+        parts += ["", f"Expression labels of the upscaled true faces ({_smoothing(report)}): label changes per "
+                  "track-second, raw (per frame) and smoothed, and how often each is the critic's label of the "
+                  "person's HR crop:", "", label_table(report)]
     if report.get("candidates"):
         parts += ["", f"Detector candidates (detector only, every region of the schedule, every {report['candidate_stride']}th frame):",
                   "", candidate_table(report)]
     return "\n".join(parts) + "\n"
+
+
+def _smoothing(report: dict[str, Any]) -> str:
+    """The smoothing filter in words, e.g. ``smoothing one_euro, min_cutoff_hz 0.5, beta 0.2``."""
+    cfg = report.get("smoothing") or {}
+    keys = {"one_euro": ("min_cutoff_hz", "beta"), "ema": ("alpha",)}.get(cfg.get("method"), ())
+    return ", ".join([f"smoothing {cfg.get('method', 'unknown')}", *(f"{k} {cfg[k]}" for k in keys)])
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

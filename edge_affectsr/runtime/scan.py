@@ -93,6 +93,11 @@ class ScanSchedule:
                 self._tiles = [tile for level in reversed(levels) for tile in level]
         return self._tiles
 
+    def restart(self) -> None:
+        """Start the rotation again from the coarsest tile, as for a new input (a benchmark's next clip
+        of the same frame size scans what its first frame would on a fresh device)."""
+        self._next = 0
+
     def per_frame(self, width: int, height: int) -> int | None:
         """Tiles scanned per call for this frame size (None: all)."""
         if self.per_call is None:

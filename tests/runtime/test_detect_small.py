@@ -80,6 +80,10 @@ def test_schedule_rotates_tiles_after_the_whole_frame_coarse_first():
         assert regions[0] == (0, 0, 640, 480) and len(regions) == 4
         seen += regions[1:]
     assert set(seen) == set(tiles)
+    first = ScanSchedule(128, 16.0, 32.0, 0.25, tiles_per_call=3).regions(640, 480)
+    schedule.regions(640, 480)
+    schedule.restart()
+    assert schedule.regions(640, 480) == first  # a new input starts the rotation from the coarsest tile
     fixed = ScanSchedule(128, 16.0, 16.0, 0.25, tiles=(3, 2))
     assert len(fixed.regions(640, 480)) == 7 and ScanSchedule(128, 16.0, 16.0, 0.25, tiles=(1, 1)).regions(64, 48) == [(0, 0, 64, 48)]
 

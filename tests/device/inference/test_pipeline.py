@@ -150,5 +150,5 @@ def test_the_builtin_clip_gives_events_in_most_frames(bundle):
     with_face = sum(1 for r in results if r.events)
     assert with_face >= 0.8 * len(results), [r.counts for r in results]
     # one person, hardly ever lost: found from frame 0, where the clip moves the face most of its own width
-    # per frame, so IoU tracking (track.py, IoU >= 0.1) restarts it up to twice in the first 4 frames
-    assert len({e.track_id for r in results for e in r.events}) <= 3
+    # per frame (the tracker's centre fallback keeps it one track where the boxes hardly overlap)
+    assert len({e.track_id for r in results for e in r.events}) <= 2

@@ -54,10 +54,31 @@ def test_greedy_matching_gives_each_track_its_best_box():
     assert ids == [2, 1]
 
 
-def test_low_overlap_is_not_a_match():
-    tracker = IouTracker(TrackerConfig(iou_threshold=0.5))
+def test_low_overlap_is_not_a_match_without_the_centre_fallback():
+    tracker = IouTracker(TrackerConfig(iou_threshold=0.5, centre_distance=0))
     tracker.update([box(100, 100)])
     assert tracker.update([box(130, 100)]) == [2]  # IoU 1/3 < 0.5
+
+
+def test_a_fast_small_face_keeps_its_id_by_its_centre():
+    """A 30 px face moving 27 px a frame (no overlap after two frames) stays one track; a face
+    appearing more than a box side away from any track is someone else."""
+    tracker = IouTracker()
+    ids = [tracker.update([box(100 + 27 * step, 100, side=30)]) for step in range(6)]
+    assert ids == [[1]] * 6
+    assert tracker.update([box(262, 100, side=30), box(262, 200, side=30)]) == [1, 2]  # 100 px below: new
+    off = IouTracker(TrackerConfig(centre_distance=0))
+    assert [off.update([box(100 + 27 * step, 100, side=30)]) for step in range(3)] == [[1], [2], [3]]
+
+
+def test_the_centre_fallback_pairs_only_what_iou_left_and_only_near():
+    """IoU pairs first; the fallback continues a track no box overlapped with a box within one side,
+    and a box further away than that from a missed track starts a new one."""
+    tracker = IouTracker(TrackerConfig(centre_distance=1.0))
+    tracker.update([box(100, 100), box(250, 100)])  # two faces 150 px (2.5 sides) apart
+    assert tracker.update([box(104, 100), box(190, 100)]) == [1, 2]  # 2nd jumped 60 px: 1 side, IoU 0
+    assert tracker.update([box(108, 100)]) == [1]  # face 2 missed this frame
+    assert tracker.update([box(108, 100), box(290, 100)]) == [1, 3]  # 100 px from face 2: 1.67 sides
 
 
 def test_config_is_validated():

@@ -110,8 +110,12 @@ def test_crowd_bench_command_end_to_end_on_the_builtin_face(tmp_path: Path):
         assert clip["faces"] == 3 and clip["frames"] == 12 and clip["precision"] >= 0.9 and clip["id_switches"] == 0
         assert clip["recall_second_half"] >= 0.9  # a round of the tiles takes 8 frames; tracked from then on
         assert clip["fps"] > 0 and "detect" in clip["latency_ms_p50"] and clip["landmarks"]["faces_checked"] > 0
+        labels = clip["labels"]
+        assert labels["labelled_faces"] > 0 and labels["track_seconds"] > 0 and labels["hr_labels"]
+        assert 0 <= labels["agreement_raw"] <= 1 and 0 <= labels["agreement_smoothed"] <= 1
     assert report["clips"][1]["recall"] > report["clips"][0]["recall"]  # 48 px faces: the coarse tiles come first
     assert "| 480x320 | 48 | 3 |" in (out / "crowd.md").read_text() and "recall %" in done.stdout
+    assert "flicker smoothed /s" in done.stdout and report["smoothing"]["method"] == "one_euro"
     assert (out / "crowd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "crowd-bench", "--sizes", "16,x"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
