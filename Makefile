@@ -127,10 +127,14 @@ docs-camera: setup
 # as a 32/24/16 px face crop into a 640x480 frame, sensor noise and JPEG/H.264 applied to the whole frame,
 # then the device pipeline; a fixed detector grid (8x6), as when these cells were first measured (the
 # report counts what the device's default zoom levels find beside it). ~2 min per cell on 2 CPU cores.
+# Then two cells again with the clean-only bundle-x4-clean, for the comparison in docs/camera.md.
 docs-camera-small: setup
 	for c in lens:32 jpeg:24 h264:24 lens:16; do n=$$(echo $$c | tr -d :); \
 	    $(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
 	    --json docs/results/camera_eval_small_$$n.json --markdown docs/results/camera_eval_small_$$n.md || exit 1; done
+	for c in lens:32 jpeg:24; do n=$$(echo $$c | tr -d :); \
+	    $(VENV)/bin/edge-affectsr camera-eval --bundle bundle-x4-clean --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
+	    --json docs/results/camera_eval_small_$${n}_clean_bundle.json --markdown docs/results/camera_eval_small_$${n}_clean_bundle.md || exit 1; done
 
 # The camera benchmark (docs/camera.md): the same faces under the clean protocol and nine camera cells
 # (lens blur / noise + JPEG / noise + H.264 at 32, 24, 16 px face crops) on every 2nd val face: the teacher,

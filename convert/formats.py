@@ -152,7 +152,7 @@ class Format:
     notes: str | Callable[[ExportContext], str] | None = None
     licence: str | None = None  # in the manifest entry
     third_party: str | None = None  # its line in THIRD_PARTY.md
-    available: Callable[[], bool] = _always  # False: its optional tool is missing, the row is left out (its check says so)
+    available: Callable[[], bool] = _always  # False: its optional tool is missing, so the row is left out
 
 
 FORMATS: tuple[Format, ...] = (

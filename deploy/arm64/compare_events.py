@@ -4,7 +4,10 @@ Why tolerances and not equality: BlazeFace and FaceMesh are float32 models, and 
 (and fused multiply-adds) differ between x86 and ARM, so boxes and landmarks move by fractions of a
 pixel, the aligned crop shifts, and the int8 critic's probabilities (steps of 1/256) can move by a
 few steps. What must not differ is what a user sees: the same faces in the same frames, the same
-expressions, probabilities within ``--prob-tol``. Stdlib only: it runs with any Python.
+expressions, probabilities within ``--prob-tol``. The per-frame reading is compared (``raw_expression``,
+``raw_probabilities`` where the events carry them): the smoothed ``expression`` / ``probabilities``
+decay with wall time between frames, and emulated frames are seconds apart instead of ~50 ms.
+Stdlib only: it runs with any Python.
 
     python3 deploy/arm64/compare_events.py x86.jsonl arm64.jsonl [--json out.json]
 """
@@ -22,13 +25,18 @@ BOX_TOL_PX = 3.0  # per box edge, in frame pixels (640x480 built-in clip)
 
 def read_events(path: Path) -> dict[tuple[int, int], dict]:
     """``(frame, track_id) -> face event`` of a JSON-lines file (track and group summaries are left
-    out: they repeat the faces' numbers, averaged)."""
+    out: they average the faces' numbers over wall-time windows, which emulation stretches)."""
     events = {}
     for line in Path(path).read_text().splitlines():
         event = json.loads(line) if line.strip() else {}
         if event.get("kind", "face") == "face" and "frame" in event:
             events[(event["frame"], event["track_id"])] = event
     return events
+
+
+def reading(event: dict) -> tuple[str, dict[str, float]]:
+    """The frame's own expression and probabilities (not smoothed over time)."""
+    return event.get("raw_expression", event["expression"]), event.get("raw_probabilities", event["probabilities"])
 
 
 def compare(reference: dict, other: dict, prob_tol: float = PROB_TOL, box_tol: float = BOX_TOL_PX) -> dict:
@@ -39,9 +47,10 @@ def compare(reference: dict, other: dict, prob_tol: float = PROB_TOL, box_tol: f
     guard_differs = landmarks_differ = 0
     for key in sorted(reference.keys() & other.keys()):
         a, b = reference[key], other[key]
-        if a["expression"] != b["expression"]:
-            problems.append(f"face {key}: expression {a['expression']} vs {b['expression']}")
-        face_prob = max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in a["probabilities"])
+        (expr_a, prob_a), (expr_b, prob_b) = reading(a), reading(b)
+        if expr_a != expr_b:
+            problems.append(f"face {key}: expression {expr_a} vs {expr_b}")
+        face_prob = max(abs(prob_a[c] - prob_b[c]) for c in prob_a)
         face_box = max(abs(x - y) for x, y in zip(a["bbox"], b["bbox"]))
         if face_prob > prob_tol:
             problems.append(f"face {key}: probabilities differ by {face_prob:.3f} > {prob_tol}")
@@ -71,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'same' if result['passed'] else 'DIFFERENT'}: {result['faces_other']} vs {result['faces']} faces in "
           f"{result['frames']} frames; max probability difference {result['max_probability_diff']} "
           f"(tolerance {result['probability_tolerance']}), max box difference {result['max_box_diff_px']} px; "
-          f"guard verdicts differ on {result['guard_verdicts_differ']}, landmark paths on {result['landmark_paths_differ']}")
+          f"guard verdicts differ on {result['guard_verdicts_differ']}, "
+          f"landmark paths on {result['landmark_paths_differ']}")
     for problem in result["problems"][:20]:
         print("  " + problem)
     return 0 if result["passed"] else 1

@@ -65,7 +65,7 @@ class RoutedBackend:
         self.degraded, self.clean, self.spec = degraded, clean, spec
         self.name, self.scale, self.lr_size = degraded.name, degraded.scale, degraded.lr_size
         self.params = self.macs = None
-        self.runner = degraded.runner  # the primary model (self-test, size checks)
+        self.runner, self.nodes = degraded.runner, degraded.nodes  # the primary model (self-test, size checks)
         self.last_routes = np.zeros(0, dtype=bool)
 
     def routes(self, lr: np.ndarray) -> np.ndarray:

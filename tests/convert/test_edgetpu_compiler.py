@@ -66,6 +66,6 @@ def test_with_the_compiler_the_compiled_model_and_its_report_land_beside_sr_int8
 def test_a_failing_compile_is_an_error_with_its_last_lines(monkeypatch, tmp_path):
     install_standin_compiler(tmp_path / "bin", FAILED, exit_code=1)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}")
-    with pytest.raises(UserError, match=r"(?s)edgetpu_compiler failed on sr_int8.tflite \(exit 1\).*unresolved custom op"):
+    with pytest.raises(UserError, match=r"(?s)edgetpu_compiler failed on sr_int8.tflite \(exit 1\).*unresolved custom"):
         compile_for_edgetpu(require_bundle() / "sr_int8.tflite", tmp_path / COMPILED_FILE)
     assert not (tmp_path / COMPILED_FILE).exists()

@@ -23,4 +23,5 @@ def test_the_arm64_check_runs_the_raspberry_pi_lines_of_install_md():
     script = [line for line in (ROOT / "deploy" / "arm64" / "pi-install.sh").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     assert len(script) == 2 and all(line in doc for line in script), (script, doc)
-    assert "--system-site-packages" in script[0] and "-c /opt/edge-affectsr/src/requirements/constraints.txt" in script[1]
+    assert "--system-site-packages" in script[0]
+    assert "-c /opt/edge-affectsr/src/requirements/constraints.txt" in script[1]
