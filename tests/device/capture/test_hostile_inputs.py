@@ -112,13 +112,17 @@ def test_check_image_refuses_a_bomb_and_names_unreadable_files(tmp_path):
         check_image(tmp_path / "empty.png", FrameLimits())
 
 
+# Peak RSS from /proc/self/status's VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across
+# fork + exec, so a child of a big pytest process would report its parent's peak.
 FOLDER_RSS = """
-import json, resource, sys
+import json, re, sys
+from pathlib import Path
 from edge_affectsr.device.capture.sources import FolderSource
 source = FolderSource(sys.argv[1])
 frames = [f.image.shape for f in source]
+hwm_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
 print(json.dumps({"shapes": frames, "oversized": source.oversized, "unreadable": source.unreadable,
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "max_rss_mb": hwm_kb / 1024}))
 """
 
 
