@@ -13,6 +13,7 @@ from edge_affectsr.errors import UserError
 from edge_affectsr.models import resolve_model
 from edge_affectsr.runtime import backend as backend_module
 from edge_affectsr.runtime.backend import BicubicBackend, TFLiteBackend, load_model, subset_for
+from edge_affectsr.runtime.routing import RoutedBackend
 
 BUNDLE = resolve_model("bundle-x4")
 
@@ -28,11 +29,14 @@ def golden() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_a_bundle_name_opens_its_int8_model_and_reproduces_the_golden_output(golden):
     lr, lm, expected = golden
-    model = load_model("bundle-x4")
-    assert isinstance(model, TFLiteBackend) and model.name == "bundle-x4 (int8)"
+    model = load_model("bundle-x4")  # routed: its sr_int8 (the golden's model) and sr_clean_int8
+    assert isinstance(model, RoutedBackend) and model.name == "bundle-x4 (int8)"
+    assert isinstance(model.degraded, TFLiteBackend) and isinstance(model.clean, TFLiteBackend)
     assert (model.scale, model.lr_size, model.params, model.macs) == (4, 32, None, None)
-    sr = model(lr, lm, np.ones(1, bool))
+    sr = model.degraded(lr, lm, np.ones(1, bool))
     assert sr.dtype == np.uint8 and np.array_equal(sr[0], expected)
+    routed = model(lr, lm, np.ones(1, bool))
+    assert np.array_equal(routed, sr if model.last_routes[0] else model.clean(lr, lm, np.ones(1, bool)))
 
 
 def test_a_tflite_file_finds_its_landmark_subset_from_its_input(golden):
