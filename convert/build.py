@@ -25,7 +25,7 @@ from edge_affectsr.convert.export import load_student
 from edge_affectsr.convert.formats import (ExportContext, Format, model_entries, run_checks, select, third_party_text,
                                            trtexec_lines, try_export)
 from edge_affectsr.convert.gates import evaluate, measure_structure
-from edge_affectsr.convert.routed import build_clean_model, fit_router
+from edge_affectsr.convert.routed import build_clean_model, fit_router, load_clean_student
 from edge_affectsr.convert.tflite_inspect import inspect_tflite
 from edge_affectsr.convert.verify import markdown, verify
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
@@ -75,6 +75,7 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
     if clean_model is not None and camera is None:
         raise UserError("--clean-model needs --degradation PRESET: the router is fitted on the camera renderings "
                         "of the calibration faces, and sr_int8 is the camera-robust model")
+    clean_student = None if clean_model is None else load_clean_student(cfg, clean_model)
     calib = load_calibration(calib_dir, cfg.scale, cfg.landmark_subset, force=force, degradation=camera)
     val = calib if val_dir is None else load_verification(val_dir, cfg.scale, cfg.landmark_subset, verify_faces, camera)
     stage = staging_dir(out)
@@ -83,8 +84,8 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
             ctx = ExportContext(student, calib, 128 // cfg.scale, len(landmark_graph.subset_nodes(cfg.landmark_subset)),
                                 Path(work))
             files = {fmt.key: try_export(fmt, ctx, stage) for fmt in rows}
-            routed = None if clean_model is None else build_clean_model(
-                clean_model, cfg, calib, _clean_verification(calib, val_dir, cfg, verify_faces), verify_faces,
+            routed = None if clean_student is None else build_clean_model(
+                clean_student, calib, _clean_verification(calib, val_dir, cfg, verify_faces), verify_faces,
                 Path(work) / "clean", stage)
         (stage / "THIRD_PARTY.md").write_text(third_party_text(rows))
         report = _verify(stage, rows, files, ctx, val, verify_faces, target)

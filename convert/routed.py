@@ -58,23 +58,21 @@ def fit_routing(clean: np.ndarray, degraded: np.ndarray, steps: int = 3000, l2: 
                        fitted_on={"faces": int(len(clean)), "train_accuracy": round(accuracy, 4), **fitted_on})
 
 
-def check_pair(primary_cfg, clean_model: Path):
-    """The clean student; UserError unless it has the primary's scale and landmark subset (one
-    aligner and one landmark input serve both)."""
-    student, ckpt = load_student(clean_model)
+def load_clean_student(primary_cfg, clean_model: Path):
+    """The clean student, loaded before any conversion work; UserError unless it has the primary's
+    scale and landmark subset (one aligner and one landmark input serve both)."""
+    student, _ = load_student(clean_model)
     cfg = student.cfg
     if (cfg.scale, cfg.landmark_subset) != (primary_cfg.scale, primary_cfg.landmark_subset):
         raise UserError(f"--clean-model {clean_model} is x{cfg.scale} on {cfg.landmark_subset!r} landmarks; the bundle's "
                         f"model is x{primary_cfg.scale} on {primary_cfg.landmark_subset!r}: they must match")
-    return student, ckpt
+    return student
 
 
-def build_clean_model(clean_model: Path, primary_cfg, calib: FaceSet, val: FaceSet, verify_faces: int,
-                      work: Path, stage: Path) -> dict:
+def build_clean_model(student, calib: FaceSet, val: FaceSet, verify_faces: int, work: Path, stage: Path) -> dict:
     """Export, verify and gate the clean student into ``stage``: ``entry`` (its manifest entry),
     ``gates`` (keyed ``sr_clean_int8: <gate>``) and ``table`` (its verification, markdown).
     ``calib`` must carry its undegraded LR; ``val`` are clean verification faces."""
-    student, _ = check_pair(primary_cfg, clean_model)
     clean_calib = replace(calib, img=calib.clean.astype(np.float32) / 255.0)
     work.mkdir(parents=True, exist_ok=True)
     ctx = ExportContext(student, clean_calib, calib.clean.shape[1], calib.lm.shape[1], work)
