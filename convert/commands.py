@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from edge_affectsr.cli_args import add_model, add_renamed
 from edge_affectsr.convert.formats import TARGETS
 
 
@@ -16,16 +17,23 @@ class Convert:
     every target gets the camera's models (sr_int8, the FER critic, the face detector and landmarker)."""
 
     help = "student checkpoint -> verified int8/fp16/ONNX model bundle"
+    examples = ("edge-affectsr convert --model student-x4 --data ../shared/data/celeba/train --out out/bundle-x4",
+                "edge-affectsr convert --model runs/student/best.pt --data ../shared/data/celeba/train --target edgetpu "
+                "--limit 50 --out out/bundle-tpu")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("checkpoint", help="student checkpoint (.pt) or shipped name, e.g. student-x4")
-        p.add_argument("--calib", type=Path, required=True, help="folder of face images for int8 calibration (>= 200 usable)")
-        p.add_argument("--out", type=Path, required=True, help="bundle folder to create (must not exist)")
+        add_model(p, "the student to convert: a checkpoint .pt or a shipped name, e.g. student-x4; required",
+                  old="CHECKPOINT", required=True)
+        add_renamed(p, "--data", "--calib", required=True, type=Path, metavar="DIR",
+                    help="folder of face images for int8 calibration (>= 200 usable); required")
+        p.add_argument("--out", type=Path, required=True, help="bundle folder to create (must not exist); required")
         p.add_argument("--target", default="all", choices=tuple(TARGETS), help="what the bundle is for (what is built "
                        "and checked): " + "; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
-        p.add_argument("--val", type=Path, help="faces to verify on, under the eval protocol (default: the calibration "
-                       "faces as the device prepared them)")
-        p.add_argument("--verify-faces", type=int, default=200, help="how many faces to verify on (default: 200)")
+        p.add_argument("--val", type=Path, metavar="DIR", help="faces to verify on, under the eval protocol (default: the "
+                       "calibration faces as the device prepared them)")
+        add_renamed(p, "--limit", "--verify-faces", type=int, default=200, metavar="N",
+                    help="verify every format on at most N faces: the first N of --val, else of the calibration "
+                         "faces (default: 200)")
         p.add_argument("--degradation", default="clean", metavar="PRESET[:SIZE]",
                        help="render calibration and verification LR faces with the camera model (e.g. camera), as a "
                             "camera-robust model will see them (default: clean, the protocol; see eval --degradation)")
@@ -33,7 +41,7 @@ class Convert:
                        "sr_clean_int8, with a router that sends each face to it or to the camera-robust model "
                        "(needs --degradation; docs/camera.md), e.g. --degradation camera --clean-model student-x4-clean")
         p.add_argument("--force", action="store_true", help="accept fewer than 200 calibration faces")
-        p.add_argument("--name", default="bundle-x4", help="model name written into the manifest")
+        p.add_argument("--name", default="bundle-x4", help="model name written into the manifest (default: bundle-x4)")
         p.add_argument("--sign", type=Path, metavar="KEY", help="sign the bundle's manifest with this Ed25519 private "
                        "key (from `edge-affectsr keygen`); checked before any conversion work")
 
@@ -47,15 +55,15 @@ class Convert:
         from edge_affectsr.models import resolve_model
         from edge_affectsr.runtime.degradation import parse_degradation
 
-        if args.verify_faces < 1:
-            raise UserError("--verify-faces must be at least 1")
+        if args.limit < 1:
+            raise UserError("--limit must be at least 1")
         try:
             parse_degradation(args.degradation)
         except ValueError as e:
             raise UserError(f"--degradation: {e}") from None
 
-        report = build_bundle(resolve_model(args.checkpoint), args.calib, args.out, args.target, args.val,
-                              args.verify_faces, args.force, args.name, args.degradation, signer,
+        report = build_bundle(resolve_model(args.model), args.data, args.out, args.target, args.val,
+                              args.limit, args.force, args.name, args.degradation, signer,
                               resolve_model(args.clean_model) if args.clean_model else None)
         print(report["table"] + "\n")
         if tpu := report["checks"].get("edgetpu"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_affectsr.cli_args import MODEL_KINDS, add_model, add_renamed, add_set, add_subset, check_subset
 from edge_affectsr.errors import UserError
 
 DEFAULT_MODEL = "teacher-x4"
@@ -14,17 +15,18 @@ def add_training_arguments(p: argparse.ArgumentParser, config: str, out: str) ->
     """The options every training command shares."""
     p.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / config,
                    help=f"training config (YAML; default: the shipped {config})")
-    p.add_argument("--data", type=Path, required=True, help="folder of training faces (plain, CelebA, FFHQ or Helen layout)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="folder of training faces (plain, CelebA, FFHQ or Helen layout); required")
     p.add_argument("--val", type=Path, help="folder of validation faces (default: hold out data.val_faces of --data)")
     p.add_argument("--out", type=Path, default=Path(out),
                    help=f"run folder (default: {out}): last.pt (resumable), model.pt (latest), best.pt (best val PSNR), "
                         "config.yaml, metrics.csv, train.log; draw its curves with `edge-affectsr plot`")
-    p.add_argument("--iterations", type=int, help="override train.iterations")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, dotted key (e.g. --set train.lr=2e-4 --set loss.feature=0.1); repeatable")
+    p.add_argument("--iterations", type=int, help="override train.iterations (default: the config's)")
+    add_set(p, "training config", "train.lr=2e-4 --set loss.feature=0.1")
     p.add_argument("--init", metavar="CKPT",
-                   help="start from this checkpoint's weights (path or shipped name; the model may add or leave "
-                        "out branches, e.g. student prior_grid / film_gate: those start fresh or are dropped, as logged)")
+                   help="start from this checkpoint's weights (path or shipped name; not --model: the model being "
+                        "trained is the config's; it may add or leave out branches, e.g. student prior_grid / film_gate: "
+                        "those start fresh or are dropped, as logged) (default: fresh weights)")
 
 
 def trained(train, args: argparse.Namespace, **kwargs) -> int:
@@ -51,6 +53,8 @@ class TrainTeacher:
     checkpoint; several processes: torchrun --nproc-per-node N -m edge_affectsr.cli train-teacher ..."""
 
     help = "train the full AffectSRNet teacher"
+    examples = ("edge-affectsr train-teacher --data ../shared/data/celeba/train --out runs/teacher",
+                "edge-affectsr train-teacher --data ../shared/data/celeba/train --iterations 2000 --set train.lr=2e-4")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         add_training_arguments(p, "teacher_x4.yaml", "runs/teacher")
@@ -66,14 +70,14 @@ class Evaluate:
     Lanczos to 128; LR = bicubic to 128/scale). Prints a markdown table; --json and --grid save it."""
 
     help = "compare bicubic and models: PSNR, SSIM, expression agreement, KL, ECM"
+    examples = ("edge-affectsr eval --model student-x4 --model bundle-x4",
+                "edge-affectsr eval --model student-x4 --data ../shared/data/celeba/val --limit 200 --json out/eval.json")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", action="append", help=f"checkpoint path or shipped name; repeatable (default: {DEFAULT_MODEL})")
+        add_model(p, f"a model to compare: {MODEL_KINDS}; repeatable (default: {DEFAULT_MODEL})", action="append")
         p.add_argument("--data", type=Path, help="folder of HR faces, or one face photo (default: the built-in face)")
-        p.add_argument("--scale", type=int, default=4, choices=(4, 8))
-        p.add_argument("--limit", type=int, help="use at most N faces (after --stride/--offset)")
-        p.add_argument("--stride", type=int, default=1, help="use every Nth face (default: 1; keeps every class of a labelled set)")
-        p.add_argument("--offset", type=int, default=0, help="start at face N (default: 0)")
+        p.add_argument("--scale", type=int, default=4, choices=(4, 8), help="upscaling factor (default: 4)")
+        add_subset(p, "faces")
         p.add_argument("--degradation", action="append", metavar="PRESET[:SIZE]",
                        help="how the LR faces are made: clean (the protocol, default), a camera preset (lens, jpeg, h264, camera, "
                             "camera-hard) at a face-crop side in px, e.g. jpeg:24, or grid (clean + lens/jpeg/h264 at 32, 24, 16 px); "
@@ -107,8 +111,7 @@ class Evaluate:
         choices = ["bicubic", *models]
         if args.paired is not None and args.paired not in choices:
             raise UserError(f"--paired {args.paired!r} must be one of the compared models: {', '.join(choices)}")
-        if args.stride < 1 or args.offset < 0:
-            raise UserError("--stride must be at least 1 and --offset at least 0")
+        check_subset(args)
         if args.grid_rows is not None and args.grid_rows < 1:
             raise UserError("--grid-rows must be at least 1")
         try:
@@ -170,25 +173,29 @@ class Evaluate:
 
 class Upscale:
     """Upscale LR face images (square crops; any size, unless the model takes one: a bundle, or a
-    student with a landmark prior, takes 32 px for x4) to PNGs with the same names in OUT_DIR."""
+    student with a landmark prior, takes 32 px for x4) to PNGs with the same names in the --out folder."""
 
     help = "upscale a folder of LR faces to SR PNGs"
+    examples = ("edge-affectsr upscale --source lr_faces/ --out sr_faces/",
+                "edge-affectsr upscale --source lr_faces/ --out sr_faces/ --model bundle-x4 --overwrite")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("in_dir", type=Path, help="folder of LR face crops")
-        p.add_argument("out_dir", type=Path, help="where the PNGs go (created)")
-        p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint path or shipped name (default: {DEFAULT_MODEL})")
+        add_renamed(p, "--source", "IN_DIR", required=True, type=Path, metavar="DIR",
+                    help="folder of LR face crops; required")
+        add_renamed(p, "--out", "OUT_DIR", required=True, type=Path, metavar="DIR",
+                    help="where the PNGs go (created); required")
+        add_model(p, f"{MODEL_KINDS} (default: {DEFAULT_MODEL})", default=DEFAULT_MODEL)
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.distill.upscale import upscale_folder
         from edge_affectsr.reports import check_output
 
-        check_output(args.out_dir, "OUT_DIR", folder=True)
-        summary = upscale_folder(args.in_dir, args.out_dir, args.model, args.overwrite)
+        check_output(args.out, "--out", folder=True)
+        summary = upscale_folder(args.source, args.out, args.model, args.overwrite)
         if not summary["upscaled"]:
             skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary.items() if v and k != "upscaled")
-            raise UserError(f"nothing upscaled from {args.in_dir} ({skipped or 'no usable image'}; see the warnings above)")
+            raise UserError(f"nothing upscaled from {args.source} ({skipped or 'no usable image'}; see the warnings above)")
         return 0
 
 
@@ -197,9 +204,13 @@ class Distill:
     Re-running with the same --out resumes from its last checkpoint."""
 
     help = "distil the teacher into the edge student"
+    examples = ("edge-affectsr distill --data ../shared/data/celeba/train --out runs/student",
+                "edge-affectsr distill --teacher runs/teacher/best.pt --data ../shared/data/celeba/train --init student-x4")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--teacher", default=DEFAULT_MODEL, help=f"teacher checkpoint or shipped name (default: {DEFAULT_MODEL})")
+        p.add_argument("--teacher", default=DEFAULT_MODEL,
+                       help=f"the teacher: checkpoint or shipped name (not --model: the student being trained is the "
+                            f"config's) (default: {DEFAULT_MODEL})")
         add_training_arguments(p, "student_x4.yaml", "runs/student")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -210,11 +221,11 @@ class Distill:
 
 class Plot:
     """Draw a training run's curves (its metrics.csv) to a PNG: the loss terms, the learning rate,
-    and validation PSNR and expression agreement. Several runs: their curves on the same axes.
-
-    example: edge-affectsr plot runs/student_x4 runs/student_x4_ft --out out/curves.png"""
+    and validation PSNR and expression agreement. Several runs: their curves on the same axes."""
 
     help = "draw a training run's loss, learning-rate and validation curves to PNG"
+    examples = ("edge-affectsr plot runs/student_x4",
+                "edge-affectsr plot runs/student_x4 runs/student_x4_ft --out out/curves.png")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="training run folder(s) with a metrics.csv")

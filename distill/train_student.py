@@ -13,6 +13,7 @@ can still teach camera robustness without being retrained (which needs a GPU).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from edge_affectsr import landmark_graph
+from edge_affectsr.assets import cache_dir
 from edge_affectsr.config import load_config
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
 from edge_affectsr.distill.archs.student import StudentConfig, StudentSR
@@ -57,35 +59,69 @@ def node_positions(student_subset: str, teacher_subset: str) -> torch.Tensor:
     return torch.from_numpy(pos)
 
 
-@torch.no_grad()
 def attach_teacher_targets(ds: FaceSRDataset, teacher: TorchBackend, faces: FaceArrays, critic,
-                           student_subset: str, device: torch.device, batch: int = 32, repeat: int = 1) -> None:
+                           student_subset: str, device: torch.device, repeat: int = 1,
+                           cache: Path | None = None) -> None:
     """Fill ``ds.extras`` with t_sr, t_feat, t_nodes (fp16) and t_probs: the teacher on ``faces``' LR
     and LR landmarks (the student's own faces, or their clean twins for privileged distillation).
 
-    Run on the training device (the teacher costs minutes per epoch on a CPU); the targets are
-    kept on the host, like the rest of the dataset. ``repeat``: rows come in runs of ``repeat``
-    identical inputs (the clean twins of ``data.variants`` renderings of one face), so the teacher
-    runs once per run and its targets are repeated.
+    ``repeat``: rows come in runs of ``repeat`` identical inputs (the clean twins of ``data.variants``
+    renderings of one face), so the teacher runs once per run and its targets are repeated. With
+    ``cache`` (a folder; training passes ``<cache>/teacher-targets``) the targets are kept on disk,
+    keyed by the teacher's and critic's weights and the exact inputs: the clean twins are the same for
+    every seed and control of a recipe, so only the first of a series of runs pays the teacher
+    (minutes on a CPU).
     """
+    pos = node_positions(student_subset, teacher.model.cfg.landmark_subset)
+    inputs = (faces.lr[::repeat], faces.found_lr[::repeat], faces.lm_lr[::repeat][:, teacher.nodes])
+    targets = (_teacher_targets(teacher, critic, pos, *inputs, device) if cache is None
+               else _cached_targets(cache, teacher, critic, pos, inputs, device))
+    ds.extras.update({k: v.repeat_interleave(repeat, dim=0) for k, v in targets.items()})
+
+
+def _cached_targets(cache: Path, teacher: TorchBackend, critic, pos: torch.Tensor,
+                    inputs: tuple[np.ndarray, ...], device: torch.device) -> dict[str, torch.Tensor]:
+    path = cache / f"{_targets_key(teacher, critic, pos, inputs)}.pt"
+    if path.is_file():
+        log.info("teacher targets from the cache: %s", path)
+        return torch.load(path)
+    targets = _teacher_targets(teacher, critic, pos, *inputs, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(targets, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # atomic: a killed run leaves no half file
+    return targets
+
+
+def _targets_key(teacher: TorchBackend, critic, pos: torch.Tensor, inputs: tuple[np.ndarray, ...]) -> str:
+    h = hashlib.sha256()
+    for module in (teacher.model, critic):
+        for t in module.state_dict().values():
+            h.update(t.detach().cpu().numpy().tobytes())
+    for a in (pos.numpy(), *inputs):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:32]
+
+
+@torch.no_grad()
+def _teacher_targets(teacher: TorchBackend, critic, pos: torch.Tensor, lr_u8: np.ndarray, found_lr: np.ndarray,
+                     lm_lr: np.ndarray, device: torch.device, batch: int = 32) -> dict[str, torch.Tensor]:
+    """The teacher on ``lr_u8`` [N, 32, 32, 3] with its landmarks ``lm_lr`` [N, nodes, 2]: t_sr
+    [N, 3, 128, 128], t_feat, t_nodes (fp16) and the critic's t_probs [N, classes]."""
     model = teacher.model.to(device).eval()
     critic.to(device)
-    pos = node_positions(student_subset, model.cfg.landmark_subset)
-    lr, found = to_tensor_image(faces.lr[::repeat]), torch.from_numpy(faces.found_lr[::repeat])
-    full_lm = torch.from_numpy(faces.lm_lr[::repeat]).float()
+    lr, found, lms = to_tensor_image(lr_u8), torch.from_numpy(found_lr), torch.from_numpy(lm_lr).float()
     outs: dict[str, list] = {k: [] for k in ("t_sr", "t_feat", "t_nodes", "t_probs")}
     for i in tqdm(range(0, len(lr), batch), desc="teacher targets", unit="batch", dynamic_ncols=True):
         sl = slice(i, i + batch)
-        lm = full_lm[sl][:, teacher.nodes].to(device)
-        o = model(lr[sl].to(device), lm, found[sl].to(device))
+        o = model(lr[sl].to(device), lms[sl].to(device), found[sl].to(device))
         sr = o.sr.clamp(0, 1)
         outs["t_sr"].append(sr.half().cpu())
         outs["t_feat"].append(o.features.half().cpu())
         if o.nodes is not None:
             outs["t_nodes"].append(o.nodes[:, pos].half().cpu())
         outs["t_probs"].append(critic.probs(sr).cpu())
-    ds.extras.update({k: torch.cat(v).repeat_interleave(repeat, dim=0) for k, v in outs.items() if v})
     model.cpu()  # the backend runs on the CPU; free the device for the student
+    return {k: torch.cat(v) for k, v in outs.items() if v}
 
 
 @torch.no_grad()
@@ -120,7 +156,8 @@ def distill_student(config: Path, teacher_ref: str, data: Path, out: Path, val: 
             raise UserError(f"teacher upscales x{teacher.scale} but the student is x{cfg.model.scale}")
         privileged = train.clean is not None and cfg.teacher_input == "clean"
         attach_teacher_targets(train_set, teacher, train.clean if privileged else train, critic,
-                               cfg.model.landmark_subset, device, repeat=cfg.data.variants if privileged else 1)
+                               cfg.model.landmark_subset, device, repeat=cfg.data.variants if privileged else 1,
+                               cache=cache_dir() / "teacher-targets")
     if cfg.loss.get("expression_hr"):
         attach_hr_probs(train_set, critic, device)
     torch.manual_seed(cfg.train.seed)

@@ -1,4 +1,4 @@
-"""``edge-affectsr upscale IN_DIR OUT_DIR --model M``: LR face images -> SR PNGs with the same names,
+"""``edge-affectsr upscale --source IN_DIR --out OUT_DIR --model M``: LR face images -> SR PNGs with the same names,
 landmarks computed on the way, so anyone can score the outputs with their own tools."""
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Sub-commands are contributed by the stages through the ``edge_affectsr.commands`` entry-point
 group (see pyproject.toml), so the core never imports a stage. A command is a class with ``help``,
-``add_arguments(parser)`` and ``run(args) -> int``; its module must import only light things at the
-top, so ``--help`` stays fast and works without the stage's extras installed.
+``add_arguments(parser)``, ``run(args) -> int`` and ``examples`` (command lines shown under
+``Examples:`` in its ``--help``); its module must import only light things at the top, so ``--help``
+stays fast and works without the stage's extras installed. The shared spellings (``--model``,
+``--source``, ``--data``, subset flags, ``--set``, renamed old flags) live in :mod:`edge_affectsr.cli_args`.
 
 Quiet by default: third-party native log noise (TensorFlow, absl, TFLite) is kept off the terminal
 unless ``-v`` (:mod:`edge_affectsr.quiet`); ``-v`` / ``--verbose`` works before or after the command.
@@ -18,6 +20,7 @@ import sys
 from contextlib import nullcontext
 from importlib.metadata import PackageNotFoundError, entry_points, version
 
+from edge_affectsr.cli_args import epilog
 from edge_affectsr.errors import UserError
 from edge_affectsr.quiet import NativeStderr, quiet_libraries
 
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             cls = _missing_extra(ep.name, e)
         cmd = cls()
         p = sub.add_parser(ep.name, help=cmd.help, description=inspect.cleandoc(cls.__doc__ or cmd.help),
+                           epilog=epilog(cmd.examples) if hasattr(cmd, "examples") else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
         cmd.add_arguments(p)
         p.set_defaults(_command=cmd)

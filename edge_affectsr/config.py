@@ -65,7 +65,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=2e-4")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=2e-4 or detector.score_threshold=0.6")
         try:
             out[key.strip()] = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -192,7 +192,7 @@ class TrustedKeys:
         sig_path = Path(bundle) / SIGNATURE
         if not sig_path.is_file():
             raise SignatureError(f"{where} it is not signed ({SIGNATURE} is missing) and trusted keys are configured; "
-                                 "sign it with `edge-affectsr sign BUNDLE --key KEY`")
+                                 "sign it with `edge-affectsr sign --model BUNDLE --key KEY`")
         kid, signature = _read_signature(sig_path, where)
         if kid not in self.keys:
             raise SignatureError(f"{where} it is signed by key {kid}, which is not trusted here "

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_affectsr.cli_args import add_model
+
 
 class Keygen:
     """Make an Ed25519 key pair for signing bundles: the private key at KEY (mode 0600; keep it off the
@@ -16,6 +18,7 @@ class Keygen:
     overwritten."""
 
     help = "make an Ed25519 key pair for signing bundles (private KEY, public KEY.pub)"
+    examples = ("edge-affectsr keygen ~/keys/release.key",)
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("key", type=Path, help="where to write the private key, e.g. ~/keys/release.key")
@@ -40,10 +43,12 @@ class Sign:
     signed by a key they do not trust, or changed after signing."""
 
     help = "sign a bundle's manifest with an Ed25519 private key (writes BUNDLE/manifest.sig)"
+    examples = ("edge-affectsr sign --model out/bundle-x4 --key ~/keys/release.key",)
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("bundle", help="bundle folder (or a shipped bundle's name, e.g. bundle-x4)")
-        p.add_argument("--key", type=Path, required=True, help="the private key (from `edge-affectsr keygen`)")
+        add_model(p, "the bundle to sign: a bundle folder or a shipped bundle's name, e.g. bundle-x4; required",
+                  old="BUNDLE", required=True)
+        p.add_argument("--key", type=Path, required=True, help="the private key (from `edge-affectsr keygen`); required")
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.bundle import verify_bundle  # noqa: PLC0415
@@ -51,7 +56,7 @@ class Sign:
         from edge_affectsr.signing import SigningKey, TrustedKeys  # noqa: PLC0415
 
         key = SigningKey.load(args.key)
-        bundle = resolve_model(args.bundle)
+        bundle = resolve_model(args.model)
         manifest = verify_bundle(bundle)  # sign only what its hashes vouch for
         out = key.sign_bundle(bundle)
         verify_bundle(bundle, TrustedKeys({key.key_id: (key.key.public_key(), args.key)}))

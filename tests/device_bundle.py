@@ -3,7 +3,7 @@
 ``$EDGE_AFFECTSR_TEST_BUNDLE`` (a bundle folder) wins; otherwise the shipped ``bundle-x4``
 (``edge_affectsr.models.resolve_model``); otherwise one built once per test run by the real
 ``convert`` pipeline from a small untrained student, calibrated on 24 real faces from the shared
-data. Tests that need a bundle skip cleanly where none of these can be had.
+data, or on faces made from the built-in one (tests/synthetic_faces.py) where there is none.
 """
 
 from __future__ import annotations
@@ -59,23 +59,39 @@ def make_test_student(path: Path, kind: str = "student") -> Path:
     return path
 
 
+def built_bundle() -> Path:
+    """A bundle built with the real pipeline, calibrated on :func:`calibration_faces`."""
+    return converted(calibration_faces(), verify_faces=4)[0]
+
+
 @functools.lru_cache(maxsize=1)
-def built_bundle() -> Path | None:
-    """Build a bundle with the real pipeline once per process (needs the shared faces)."""
+def calibration_faces() -> Path:
+    """24 real CelebA val faces copied to a temp folder where the shared data is, else the
+    8 built-in-face variants of tests/synthetic_faces.py (enough for the int8 calibration)."""
     from conftest import shared_data_dir
+    from synthetic_faces import face_folder
 
     faces = sorted((shared_data_dir() / "celeba" / "val").glob("*.jpg"))[:24]
     if len(faces) < 24:
-        return None
-    root = Path(tempfile.mkdtemp(prefix="edge-affectsr-test-bundle-"))
+        return face_folder(8)
+    root = Path(tempfile.mkdtemp(prefix="edge-affectsr-test-calib-"))
     atexit.register(shutil.rmtree, root, True)
-    (root / "calib").mkdir()
     for f in faces:
-        shutil.copy(f, root / "calib" / f.name)
+        shutil.copy(f, root / f.name)
+    return root
+
+
+@functools.lru_cache(maxsize=None)
+def converted(faces: Path, verify_faces: int) -> tuple[Path, dict]:
+    """(bundle, build report) of the test student converted once per process and calibration
+    folder: the onnx2tf run costs ~35 s, so modules that need the same bundle share it. Read-only."""
     from edge_affectsr.convert.build import build_bundle
 
-    build_bundle(make_test_student(root / "student.pt"), root / "calib", root / "bundle", verify_faces=8, force=True)
-    return root / "bundle"
+    root = Path(tempfile.mkdtemp(prefix="edge-affectsr-test-bundle-"))
+    atexit.register(shutil.rmtree, root, True)
+    report = build_bundle(make_test_student(root / "student.pt"), faces, root / "bundle", verify_faces=verify_faces,
+                          force=True)
+    return root / "bundle", report
 
 
 def require_bundle() -> Path:

@@ -1,6 +1,6 @@
 """Flash a model bundle onto a camera: verify, copy, self-test there, switch, restart, roll back.
 
-``edge-affectsr flash BUNDLE --to user@host:/opt/edge-affectsr`` (or ``--to /local/dir``) lays the
+``edge-affectsr flash --model BUNDLE --to user@host:/opt/edge-affectsr`` (or ``--to /local/dir``) lays the
 target out as::
 
     <root>/releases/<name>-<version>-<sha12>/   one folder per release (sha12: of manifest.json)

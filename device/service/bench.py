@@ -47,7 +47,7 @@ def write_builtin_video(path: Path, frames: int = 120, fps: float = 25.0) -> Pat
     seq = BuiltinSequence(frames)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, seq.size)
     if not writer.isOpened():
-        raise BenchError(f"OpenCV cannot write {path} (MJPG); pass --video")
+        raise BenchError(f"OpenCV cannot write {path} (MJPG); pass --source VIDEO")
     try:
         for i in range(frames):
             writer.write(seq.render(i))
@@ -214,7 +214,7 @@ def run_bench(config: DeviceConfig, bundle: str | None, video: Path | None, seco
         if video is None:
             video = write_builtin_video(Path(tmp) / "builtin_640x480.avi")
         elif not Path(video).is_file():
-            raise BenchError(f"--video {video}: no such file")
+            raise BenchError(f"--source {video}: no such file")
         else:
             probe_video(Path(video))
         results = [bench_threads(config, bundle, Path(video), t, seconds) for t in threads]

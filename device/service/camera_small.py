@@ -195,5 +195,4 @@ def device_detector(bundle: LoadedBundle, spec: SmallFaces) -> FaceDetector | No
     these faces an unconfigured camera would find."""
     if spec.tiles is None:
         return None
-    model = bundle.path / bundle.manifest.models["face_detector"].file
-    return FaceDetector(model, DetectorConfig(tiles_per_call=None), InterpreterConfig().on_cpu())
+    return FaceDetector(bundle.detector_file, DetectorConfig(tiles_per_call=None), InterpreterConfig().on_cpu())

@@ -7,13 +7,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_affectsr.cli_args import add_model, add_renamed, add_set, add_subset, check_subset, set_overrides
+
 OFF = "off"
-PRINT_HEADER = "The device config this run would use: defaults, then --config, then flags."
+PRINT_HEADER = "The device config this run would use: defaults, then --config, then --set, then flags."
+BUNDLE_HELP = "the model bundle: a folder made by `convert` or a shipped name (default: {})"
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", help="model bundle folder (default: the shipped bundle-x4)")
-    p.add_argument("--config", type=Path, help="device config file (TOML or YAML); flags override it")
+    """--model, --config and --set: the device config a command reads."""
+    add_model(p, BUNDLE_HELP.format("the config's bundle.path, else the shipped bundle-x4"), old="--bundle")
+    p.add_argument("--config", type=Path,
+                   help="device config file (TOML or YAML); --set and flags override it (default: none, the defaults)")
+    add_set(p, "device config", "detector.score_threshold=0.6")
+
+
+def _device_config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+    """The device config: the defaults, then --config, then --set, then ``overrides`` (from flags),
+    validated together, so a bad --set key is a ConfigError naming it."""
+    from edge_affectsr.device.service.settings import load_device_config  # noqa: PLC0415
+
+    return load_device_config(args.config, {**set_overrides(args), **(overrides or {})})
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -21,8 +35,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from edge_affectsr.device.service.settings import parse_http, parse_source  # noqa: PLC0415
 
     out: dict[str, Any] = {}
-    if args.bundle:
-        out["bundle.path"] = args.bundle
+    if args.model:
+        out["bundle.path"] = args.model
     if getattr(args, "source", None):
         capture = parse_source(args.source)
         out["capture.source"] = capture["source"]
@@ -58,19 +72,18 @@ class Run:
     expression survived, report one event per face (JSON lines, SQLite, optionally MQTT), serve
     /healthz, /api/stats, /metrics, /api/events and the live view at / (frames and faces shown only
     with preview: true, the default for the built-in clip). With no arguments: the shipped bundle on
-    the built-in clip, stopping at its end. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the bundle.
-
-    examples:
-      edge-affectsr run --loop                       # the built-in clip until Ctrl-C; open http://127.0.0.1:8080/
-      edge-affectsr run --source clip.mp4 --save annotated.mp4 --report faces.csv"""
+    the built-in clip, stopping at its end. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the bundle."""
 
     help = "run the camera daemon (default: shipped bundle on the built-in clip)"
+    examples = ("edge-affectsr run --loop                       # the built-in clip until Ctrl-C; open http://127.0.0.1:8080/",
+                "edge-affectsr run --source clip.mp4 --save annotated.mp4 --report faces.csv",
+                "edge-affectsr run --model out/bundle-x4 --source 0 --set detector.score_threshold=0.6")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         _add_common(p)
         p.add_argument("--source", help="builtin | picamera | camera index | /dev/videoN | rtsp/http URL | "
                                         "video file | image folder (default: builtin)")
-        p.add_argument("--max-frames", type=int, help="stop after N processed frames")
+        p.add_argument("--max-frames", type=int, help="stop after N processed frames (default: at the source's end, if any)")
         p.add_argument("--loop", action="store_true", help="start the built-in clip, file or folder again at its end")
         _add_outputs(p)
         p.add_argument("--events-jsonl", metavar="PATH|-|off", help="JSON-lines events: a file, - for stdout (default), or off")
@@ -80,16 +93,17 @@ class Run:
                        help="run only bundles signed by this public key (a .pub file, a folder of them, or project); "
                             "repeatable; replaces the config's trust.keys")
         p.add_argument("--print-config", action="store_true",
-                       help="print the config this run would use (defaults + --config + flags) as commented YAML, and exit")
+                       help="print the config this run would use (defaults + --config + --set + flags) as commented "
+                            "YAML, and exit")
 
     def run(self, args: argparse.Namespace) -> int:
-        from edge_affectsr.device.service.settings import load_device_config, render_device_config  # noqa: PLC0415
+        from edge_affectsr.device.service.settings import render_device_config  # noqa: PLC0415
 
         if args.max_frames is not None and args.max_frames < 1:
             from edge_affectsr.errors import UserError  # noqa: PLC0415
 
             raise UserError("--max-frames must be at least 1")
-        config = load_device_config(args.config, _overrides(args))
+        config = _device_config(args, _overrides(args))
         if args.loop:
             _loop(config)
         if args.print_config:
@@ -116,25 +130,23 @@ class Process:
     """Process a video file, a folder of images or the built-in clip once, every frame, and exit: one
     CSV row per upscaled face naming its source, file and frame (--report, default stdout), and, if
     asked, the annotated video (--save) and the events as JSON lines (--events-jsonl). The daemon's
-    pipeline without its service parts: no HTTP, no database, no live view.
-
-    examples:
-      edge-affectsr process --source photos/ --report faces.csv
-      edge-affectsr process --source clip.mp4 --save annotated.mp4 > faces.csv"""
+    pipeline without its service parts: no HTTP, no database, no live view."""
 
     help = "process a video file or an image folder once: a per-face CSV, optionally the annotated video"
+    examples = ("edge-affectsr process --source photos/ --report faces.csv",
+                "edge-affectsr process --source clip.mp4 --save annotated.mp4 > faces.csv")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         _add_common(p)
-        p.add_argument("--source", required=True, help="video file | image folder | builtin")
+        p.add_argument("--source", required=True, help="video file | image folder | builtin; required")
         _add_outputs(p, report="-")
         p.add_argument("--events-jsonl", default=OFF, metavar="PATH|-|off", help="also the events as JSON lines (default: off)")
-        p.add_argument("--max-frames", type=int, help="stop after N frames")
+        p.add_argument("--max-frames", type=int, help="stop after N frames (default: every frame)")
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.device.service.daemon import run_daemon  # noqa: PLC0415
         from edge_affectsr.device.service.outputs import check_outputs  # noqa: PLC0415
-        from edge_affectsr.device.service.settings import load_device_config, parse_source  # noqa: PLC0415
+        from edge_affectsr.device.service.settings import parse_source  # noqa: PLC0415
         from edge_affectsr.errors import UserError  # noqa: PLC0415
 
         if parse_source(args.source)["newest_frame_wins"]:
@@ -143,7 +155,7 @@ class Process:
         if args.max_frames is not None and args.max_frames < 1:
             raise UserError("--max-frames must be at least 1")
         batch = {"http.enabled": False, "store.enabled": False, "capture.newest_frame_wins": False}
-        config = load_device_config(args.config, {**_overrides(args), **batch})
+        config = _device_config(args, {**_overrides(args), **batch})
         check_outputs(config)
         return run_daemon(config)
 
@@ -155,22 +167,24 @@ class Bench:
     clip (640x480, one face) written to a temporary file."""
 
     help = "benchmark the device pipeline (fps, per-stage p50/p95, memory soak)"
+    examples = ("edge-affectsr bench --seconds 5",
+                "edge-affectsr bench --source clip.mp4 --threads 2 --json out/bench.json")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         _add_common(p)
-        p.add_argument("--video", type=Path, help="video file (default: the built-in clip, 640x480)")
+        add_renamed(p, "--source", "--video", type=Path, metavar="VIDEO",
+                    help="video file (default: the built-in clip, 640x480)")
         p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per thread count (default: 20)")
         p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
-        p.add_argument("--soak-minutes", type=float, help="also run this long with 2 threads, sampling RSS")
+        p.add_argument("--soak-minutes", type=float, help="also run this long with 2 threads, sampling RSS (default: no soak)")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
 
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.device.service.bench import run_bench  # noqa: PLC0415
-        from edge_affectsr.device.service.settings import load_device_config  # noqa: PLC0415
 
-        config = load_device_config(args.config, {})
-        bundle = args.bundle or config.bundle.path
-        run_bench(config, bundle, args.video, args.seconds, args.threads, args.soak_minutes, args.json)
+        config = _device_config(args)
+        bundle = args.model or config.bundle.path
+        run_bench(config, bundle, args.source, args.seconds, args.threads, args.soak_minutes, args.json)
         return 0
 
 
@@ -183,14 +197,15 @@ class CameraEval:
     Prints a markdown table; --json/--markdown save it."""
 
     help = "score the device pipeline's upscales and its expression guard on real face photos"
+    examples = ("edge-affectsr camera-eval --data ../shared/data/celeba/val --limit 20",
+                "edge-affectsr camera-eval --data ../shared/data/celeba/val --small jpeg:24 --json out/small.json")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", type=Path, required=True,
-                       help="folder of face photos, sub-folders included (e.g. ../shared/data/celeba/val, or the per-class ../shared/data/expressions)")
-        p.add_argument("--bundle", help="model bundle folder (default: the shipped bundle-x4)")
-        p.add_argument("--faces", type=int, default=150, help="how many photos (default: 150)")
-        p.add_argument("--stride", type=int, default=4, help="take every Nth photo in path order (default: 4)")
-        p.add_argument("--offset", type=int, default=0, help="start at this photo (default: 0; 2 gives a disjoint set)")
+                       help="folder of face photos, sub-folders included (e.g. ../shared/data/celeba/val, or the "
+                            "per-class ../shared/data/expressions); required")
+        add_model(p, BUNDLE_HELP.format("the shipped bundle-x4"), old="--bundle")
+        add_subset(p, "photos", limit=150, stride=4, limit_alias="--faces")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
         p.add_argument("--markdown", type=Path, help="write the table here")
         p.add_argument("--fallback", choices=("keypoints", "skip"), default="keypoints",
@@ -209,11 +224,10 @@ class CameraEval:
         from edge_affectsr.device.service.camera_eval import camera_eval, headline, markdown, write_report  # noqa: PLC0415
         from edge_affectsr.errors import UserError  # noqa: PLC0415
 
-        if args.faces < 2 or args.stride < 1 or args.offset < 0:
-            raise UserError("--faces must be at least 2, --stride at least 1 and --offset at least 0")
+        check_subset(args, min_limit=2)
         if not args.data.is_dir():
             raise UserError(f"--data {args.data} is not a folder")
-        report = camera_eval(args.bundle, args.data, args.faces, args.stride, args.offset, self.small(args), args.fallback)
+        report = camera_eval(args.model, args.data, args.limit, args.stride, args.offset, self.small(args), args.fallback)
         if report["mode"] == "large":
             print(headline(report) + "\n")
         print(markdown(report))
@@ -252,6 +266,8 @@ class CrowdBench:
     Prints the tables; --json/--markdown/--plot save them (docs/crowd.md)."""
 
     help = "benchmark the device pipeline on crowd clips (recall, precision, ID switches, fps)"
+    examples = ("edge-affectsr crowd-bench --sizes 24,48 --frame-sizes 640x480 --frames 12",
+                "edge-affectsr crowd-bench --data ../shared/data/celeba/val --crowd 1,30 --json out/crowd.json")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         _add_common(p)
@@ -259,8 +275,10 @@ class CrowdBench:
                                                  "default: the built-in face, repeated")
         p.add_argument("--sizes", default="16,20,24,32,48,64", help="face box widths, px (default: 16,20,24,32,48,64)")
         p.add_argument("--frame-sizes", default="640x480,1280x720", help="frame sizes (default: 640x480,1280x720)")
-        p.add_argument("--faces", type=int, default=20, help="people per clip, fewer where they do not fit (default: 20)")
-        p.add_argument("--crowd", default="", help="also clips of these many people at the largest frame and 24 px, e.g. 1,30")
+        add_renamed(p, "--people", "--faces", type=int, default=20, metavar="N",
+                    help="people per clip, fewer where they do not fit (default: 20)")
+        p.add_argument("--crowd", default="", help="also clips of these many people at the largest frame and 24 px, "
+                                                   "e.g. 1,30 (default: none)")
         p.add_argument("--frames", type=int, default=40, help="frames per clip (default: 40)")
         p.add_argument("--degradation", default="jpeg", help="camera model: lens, jpeg, h264, camera, camera-hard or clean (default: jpeg)")
         p.add_argument("--seed", type=int, default=0, help="people, placement and degradation seed (default: 0)")
@@ -273,20 +291,19 @@ class CrowdBench:
     def run(self, args: argparse.Namespace) -> int:
         from edge_affectsr.device.service.crowd_bench import clip_plan, crowd_bench  # noqa: PLC0415
         from edge_affectsr.device.service.crowd_report import markdown, write_report  # noqa: PLC0415
-        from edge_affectsr.device.service.settings import load_device_config  # noqa: PLC0415
         from edge_affectsr.errors import UserError  # noqa: PLC0415
         from edge_affectsr.reports import check_output  # noqa: PLC0415
 
-        if args.frames < 1 or args.faces < 1 or args.threads < 1:
-            raise UserError("--frames, --faces and --threads must be at least 1")
+        if args.frames < 1 or args.people < 1 or args.threads < 1:
+            raise UserError("--frames, --people and --threads must be at least 1")
         for path, what in ((args.json, "--json"), (args.markdown, "--markdown"), (args.plot, "--plot")):
             check_output(path, what)
         sizes = self.numbers(args.sizes, "--sizes")
         frames = tuple(CameraEval.pair(f, "x", "--frame-sizes", "WxH[,WxH...], e.g. 1280x720") for f in args.frame_sizes.split(","))
         crowd = self.numbers(args.crowd, "--crowd") if args.crowd else ()
-        plan = clip_plan(sizes, frames, args.faces, args.frames, args.degradation, args.seed, crowd)
-        config = load_device_config(args.config, {})
-        report = crowd_bench(config, args.bundle or config.bundle.path, args.data, plan, args.candidates, args.threads)
+        plan = clip_plan(sizes, frames, args.people, args.frames, args.degradation, args.seed, crowd)
+        config = _device_config(args)
+        report = crowd_bench(config, args.model or config.bundle.path, args.data, plan, args.candidates, args.threads)
         print(markdown(report))
         write_report(report, args.json, args.markdown, args.plot)
         return 0

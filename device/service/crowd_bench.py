@@ -1,14 +1,14 @@
 """``edge-affectsr crowd-bench``: the device pipeline on crowd clips, scored against the true boxes.
 
 Why: the camera's faces in a station or a lecture hall are many and small, and a detector tuned on
-one near face finds none of them (docs/crowd.md). Each clip (crowd_clips.py: real faces at a fixed
+one near face finds none of them (docs/crowd.md). Each clip (runtime/crowd_clips.py: real faces at a fixed
 box width, drifting, camera-degraded) runs through the daemon's own pipeline, configured as the
 daemon configures it (detector schedule, track mosaics, tracker, landmarks, SR, guard, budget), one
 fresh pipeline per clip, frames in order from the first (so a face's first frames before the tile
 rotation reaches it count as misses, as they would on a camera). Per clip:
 
 * detection recall and precision of the detections the pipeline used, frame by frame
-  (crowd_score.py states the matching rule), identity switches and distinct tracks of the daemon's
+  (runtime/crowd_clips.py states the matching rule), identity switches and distinct tracks of the daemon's
   tracker on the matched faces;
 * fps = frames / the pipeline's own time (rendering a frame is not timed), the p50 of every stage the
   pipeline times, ms per upscaled face (frame time minus detection, over the faces upscaled);
@@ -36,13 +36,13 @@ from tqdm import tqdm
 from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline
 from edge_affectsr.device.reporting.stats import Stats, StatsConfig
-from edge_affectsr.device.service.crowd_clips import Clip, ClipSpec, build_clip, people
 from edge_affectsr.device.service.crowd_labels import LabelCheck
 from edge_affectsr.device.service.crowd_landmarks import LandmarkCheck
-from edge_affectsr.device.service.crowd_score import MATCH_RULE, ClipScore
+from edge_affectsr.device.service.crowd_score import ClipScore
 from edge_affectsr.device.service.settings import DeviceConfig
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.bundle_models import LoadedBundle, load_bundle
+from edge_affectsr.runtime.crowd_clips import MATCH_RULE, Clip, ClipSpec, build_clip, people
 from edge_affectsr.runtime.detect import MODELS, Detection, DetectorConfig, FaceDetector, mediapipe_model_path
 from edge_affectsr.runtime.interpreter import InterpreterConfig
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_affectsr.device.service.crowd_clips import Clip
+from edge_affectsr.runtime.crowd_clips import Clip
 from edge_affectsr.protocol import HR_SIZE
 from edge_affectsr.runtime.align import STABLE_POINTS, Aligner, transform_points
 from edge_affectsr.runtime.bundle_models import LoadedBundle

@@ -1,12 +1,7 @@
 """Scoring detections and tracks against a crowd clip's true boxes.
 
-Matching rule (stated in every report): a detection matches a person when the detection's centre lies
-inside that person's true face box and the two boxes' widths are within a factor of 2; each person
-and each detection match at most once, detections taken best score first, each to the eligible person
-whose box centre is nearest. Why not IoU: the true box is BlazeFace's mean box on aligned faces
-(crowd_clips.py), and any detector's own box convention (tighter, taller, shifted to the forehead)
-would cost IoU without being a wrong detection; a centre on the face at about the right size is what
-the pipeline needs to crop the face.
+Matching: :func:`edge_affectsr.runtime.crowd_clips.match` (the rule and why it is not IoU are stated
+there; ``convert`` gates the int8 detector with the same rule).
 
 Identity switches: for each person, the track ids of the detections matched to them, frame by frame;
 every change of id between two matched frames is a switch (the daemon's tracker lost or swapped them).
@@ -18,31 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-WIDTH_RATIO = 2.0
-MATCH_RULE = ("a detection matches a person when its centre lies inside the person's true face box and the widths "
-              "are within a factor of 2; one-to-one, best score first, nearest centre")
-
-
-def match(truth: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
-    """For each detection ``boxes [m, 4]`` the index of the person in ``truth [n, 4]`` it matches, or -1."""
-    truth, boxes = np.asarray(truth, float).reshape(-1, 4), np.asarray(boxes, float).reshape(-1, 4)
-    out = np.full(len(boxes), -1)
-    if not len(truth) or not len(boxes):
-        return out
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    inside = ((centres[:, None, 0] >= truth[None, :, 0]) & (centres[:, None, 0] <= truth[None, :, 2])
-              & (centres[:, None, 1] >= truth[None, :, 1]) & (centres[:, None, 1] <= truth[None, :, 3]))
-    ratio = (boxes[:, 2] - boxes[:, 0])[:, None] / np.maximum(truth[None, :, 2] - truth[None, :, 0], 1e-9)
-    eligible = inside & (ratio <= WIDTH_RATIO) & (ratio >= 1 / WIDTH_RATIO)
-    distance = np.linalg.norm(centres[:, None] - (truth[None, :, :2] + truth[None, :, 2:]) / 2, axis=2)
-    taken = np.zeros(len(truth), bool)
-    order = np.argsort(-np.asarray(scores)) if scores is not None else np.arange(len(boxes))
-    for d in order:
-        options = np.flatnonzero(eligible[d] & ~taken)
-        if len(options):
-            p = options[np.argmin(distance[d, options])]
-            out[d], taken[p] = p, True
-    return out
+from edge_affectsr.runtime.crowd_clips import match
 
 
 @dataclass

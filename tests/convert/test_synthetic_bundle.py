@@ -1,5 +1,5 @@
 """Conversion end to end without any dataset: the shipped student design (untrained, seeded)
-calibrated on variants of the built-in astronaut face, a real onnx2tf run, real TFLite runtimes,
+calibrated on variants of the built-in astronaut face (tests/synthetic_faces.py), a real onnx2tf run, real TFLite runtimes,
 a real bundle that verifies and that the camera runtime loads and self-tests. (test_convert.py does
 the same on real faces where ../shared/data exists.)"""
 
@@ -13,38 +13,29 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageEnhance, ImageOps
 
-from edge_affectsr.builtin_face import builtin_face
 from edge_affectsr.bundle import verify_bundle
 from edge_affectsr.convert import fer_tflite, gates
 from edge_affectsr.convert.build import build_bundle
 from edge_affectsr.convert.formats import FORMATS, ExportContext, third_party_text
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.bundle_models import load_bundle
-from device_bundle import make_test_student
+from device_bundle import converted, make_test_student
+from synthetic_faces import face_folder
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    """Eight calibration photos: the built-in face, mirrored, cropped, turned and relit."""
-    face = Image.fromarray(builtin_face())
-    variants = [face, ImageOps.mirror(face), face.crop((10, 10, 180, 180)), ImageOps.mirror(face.crop((0, 5, 185, 190))),
-                ImageEnhance.Brightness(face).enhance(0.8), ImageEnhance.Contrast(face).enhance(1.2),
-                face.rotate(5), face.rotate(-5)]
-    folder = tmp_path_factory.mktemp("faces")
-    for i, image in enumerate(variants):
-        image.save(folder / f"face{i}.png")
-    return folder
+def faces() -> Path:
+    """Eight calibration photos: the built-in face, cropped, mirrored, turned, relit and recoloured."""
+    return face_folder(8)
 
 
 @pytest.fixture(scope="module")
-def built(faces, tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("synthetic")
-    report = build_bundle(make_test_student(root / "student.pt"), faces, root / "bundle", verify_faces=4, force=True)
-    return root / "bundle", report
+def built(faces) -> tuple[Path, dict]:
+    """The bundle of these faces, built once per test process (test_convert.py shares it where there is no data)."""
+    return converted(faces, verify_faces=4)
 
 
 @pytest.fixture

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from edge_affectsr import metrics, protocol
+from synthetic_faces import face_variants
 
 
 @pytest.fixture(scope="module")
-def face_pairs(shared_data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(HR, bicubic SR) of real CelebA val faces under the protocol, at x4 and x8."""
-    files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:: 100][:6]
-    if len(files) < 3:
-        pytest.skip("too few CelebA val faces")
+def face_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(HR, bicubic SR) of face photos (the built-in face's variants) under the protocol, at x4 and x8."""
     pairs = []
-    for i, f in enumerate(files):
-        hr = protocol.make_hr(Image.open(f))
+    for i, face in enumerate(face_variants(6)):
+        hr = protocol.make_hr(face)
         pairs.append((hr, protocol.bicubic_up(protocol.make_lr(hr, 4 if i % 2 == 0 else 8))))
     return pairs
 
@@ -30,7 +26,6 @@ def face_pairs(shared_data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 # --- PSNR / SSIM -----------------------------------------------------------------------------------
 
 
-@pytest.mark.data
 def test_psnr_and_ssim_match_skimage_on_real_faces(face_pairs):
     for hr, sr in face_pairs:
         assert hr.dtype == sr.dtype == np.uint8
@@ -38,11 +33,10 @@ def test_psnr_and_ssim_match_skimage_on_real_faces(face_pairs):
         ref_ssim = structural_similarity(hr, sr, channel_axis=-1, data_range=255)
         assert metrics.psnr(hr, sr) == pytest.approx(ref_psnr, abs=1e-6)
         assert metrics.ssim(hr, sr) == pytest.approx(ref_ssim, abs=1e-6)
-        # a real x4/x8 bicubic face is neither perfect nor garbage
+        # an x4/x8 bicubic face is neither perfect nor garbage
         assert 15 < metrics.psnr(hr, sr) < 40 and 0.3 < metrics.ssim(hr, sr) < 0.99
 
 
-@pytest.mark.data
 def test_luma_metrics_match_skimage_ycbcr_on_real_faces(face_pairs):
     for hr, sr in face_pairs:
         y_hr, y_sr = rgb2ycbcr(hr)[..., 0], rgb2ycbcr(sr)[..., 0]
@@ -52,7 +46,6 @@ def test_luma_metrics_match_skimage_ycbcr_on_real_faces(face_pairs):
             structural_similarity(y_hr, y_sr, data_range=255), abs=1e-6)
 
 
-@pytest.mark.data
 def test_identical_real_faces(face_pairs):
     hr, _ = face_pairs[0]
     assert metrics.psnr(hr, hr.copy()) == float("inf")

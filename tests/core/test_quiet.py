@@ -52,5 +52,5 @@ def test_version_and_verbose_after_the_command(capsys):
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"edge-affectsr {version('edge-affectsr')}"
     # -v is accepted after the command too (argparse would exit 2 on an unknown flag)
-    assert main(["sign", "/no/such/bundle", "--key", "/no/such.key", "-v"]) == 2
+    assert main(["sign", "--model", "/no/such/bundle", "--key", "/no/such.key", "-v"]) == 2
     assert "cannot read the signing key /no/such.key" in capsys.readouterr().err

@@ -149,13 +149,13 @@ def test_sign_and_keygen_commands(tmp_path: Path):
     bundle = make_bundle(tmp_path / "b")
     done = subprocess.run([*CLI, "keygen", str(tmp_path / "k" / "rel.key")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and (tmp_path / "k" / "rel.pub").is_file(), done.stderr
-    done = subprocess.run([*CLI, "sign", str(bundle), "--key", str(tmp_path / "k" / "rel.key")],
+    done = subprocess.run([*CLI, "sign", "--model", str(bundle), "--key", str(tmp_path / "k" / "rel.key")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("signed tiny v1"), done.stderr
     verify_bundle(bundle, trust(tmp_path / "k" / "rel.pub"))
 
     (bundle / "golden_lr.npy").write_bytes(b"tampered")  # sign refuses what its hashes do not vouch for
-    done = subprocess.run([*CLI, "sign", str(bundle), "--key", str(tmp_path / "k" / "rel.key")],
+    done = subprocess.run([*CLI, "sign", "--model", str(bundle), "--key", str(tmp_path / "k" / "rel.key")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "golden_lr.npy does not match" in done.stderr and "Traceback" not in done.stderr
@@ -165,7 +165,7 @@ def test_sign_and_keygen_commands(tmp_path: Path):
 
 def test_convert_refuses_a_bad_signing_key_before_any_work(tmp_path: Path):
     """--sign is checked first: a typo costs a second, not a conversion (and no output folder)."""
-    done = subprocess.run([*CLI, "convert", "student-x4", "--calib", str(tmp_path), "--out", str(tmp_path / "out"),
+    done = subprocess.run([*CLI, "convert", "--model", "student-x4", "--data", str(tmp_path), "--out", str(tmp_path / "out"),
                            "--sign", str(tmp_path / "no-such.key")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "cannot read the signing key" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()

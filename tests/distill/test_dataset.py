@@ -1,8 +1,8 @@
-"""distill/data/dataset.py: real faces -> protocol pairs with landmarks, held in memory."""
+"""distill/data/dataset.py: face photos (variants of the built-in face, tests/synthetic_faces.py)
+-> protocol pairs with landmarks, held in memory."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +15,14 @@ from edge_affectsr.runtime.degradation import PRESETS, degrade_face
 from edge_affectsr.distill.data.landmarks import LandmarkCache, image_key
 from edge_affectsr.distill.data.readers import face_set
 from edge_affectsr import landmark_graph, protocol
+from synthetic_faces import write_faces
 
 
 @pytest.fixture(scope="module")
-def face_dir(shared_data: Path, tmp_path_factory) -> Path:
-    """Six real CelebA faces and one corrupt JPEG in a plain folder."""
-    files = sorted((shared_data / "celeba" / "train").glob("*.jpg"))[:: 800][:6]
-    if len(files) < 6:
-        pytest.skip("too few CelebA train faces")
+def face_dir(tmp_path_factory) -> Path:
+    """Six face JPEGs and one corrupt JPEG in a plain folder."""
     d = tmp_path_factory.mktemp("faces")
-    for f in files:
-        shutil.copy(f, d / f.name)
+    files = write_faces(d, 6)
     good = files[0].read_bytes()
     (d / "broken.jpg").write_bytes(good[: len(good) // 3])  # truncated mid-scan
     return d
@@ -42,15 +39,13 @@ def prepared(face_dir, cache_root):
 
 
 
-@pytest.mark.data
 def test_corrupt_face_is_skipped_and_counted(prepared, face_dir):
     assert len(prepared) == 6
     assert [Path(s).name for s in prepared.skipped] == ["broken.jpg"]
     assert "broken.jpg" not in prepared.names
-    assert sorted(prepared.names) == sorted(p.name for p in face_dir.glob("id*.jpg"))
+    assert sorted(prepared.names) == sorted(p.name for p in face_dir.glob("face*.jpg"))
 
 
-@pytest.mark.data
 def test_arrays_follow_the_protocol(prepared, face_dir):
     assert prepared.hr.shape == (6, 128, 128, 3) and prepared.hr.dtype == np.uint8
     assert prepared.lr.shape == (6, 32, 32, 3) and prepared.lr.dtype == np.uint8
@@ -61,17 +56,15 @@ def test_arrays_follow_the_protocol(prepared, face_dir):
         np.testing.assert_array_equal(prepared.lr[i], protocol.make_lr(hr, 4))
 
 
-@pytest.mark.data
 def test_landmarks_found_on_real_faces(prepared):
     assert prepared.found_hr.dtype == bool and prepared.found_hr.all()
-    assert prepared.found_lr.all()  # x4 (32 px, upscaled) is still enough for FaceMesh on CelebA
+    assert prepared.found_lr.all()  # x4 (32 px, upscaled) is still enough for FaceMesh on these faces
     # HR landmarks are FaceMesh's, not the mean-shape fallback, and agree with the LR-upscaled ones
     for i in range(len(prepared)):
         assert not np.array_equal(prepared.lm_hr[i], landmark_graph.mean_shape())
         assert np.abs(prepared.lm_hr[i] - prepared.lm_lr[i]).mean() < 0.02
 
 
-@pytest.mark.data
 def test_landmarks_are_those_of_the_hr_and_upscaled_lr_images(prepared, cache_root):
     """What prepare_faces stored is what the cache holds for exactly those two images."""
     for i in range(len(prepared)):
@@ -81,7 +74,6 @@ def test_landmarks_are_those_of_the_hr_and_upscaled_lr_images(prepared, cache_ro
             np.testing.assert_array_equal(np.load(cache_root / key[:2] / f"{key}.npy"), lm)
 
 
-@pytest.mark.data
 def test_second_preparation_uses_the_disk_cache(prepared, face_dir, cache_root):
     cache = LandmarkCache(root=cache_root)
     again = prepare_faces(face_set(face_dir), 4, cache=cache)
@@ -106,7 +98,6 @@ def test_only_unreadable_images_raise(tmp_path):
         prepare_faces(face_set(tmp_path), 4, cache=LandmarkCache(root=tmp_path / "lm"))
 
 
-@pytest.mark.data
 def test_camera_degradation_applies_to_lr_is_seeded_and_keeps_the_clean_twin(face_dir, cache_root):
     records = face_set(face_dir)[:3]
     assert records[0].path.name == "broken.jpg"  # sorts first; it is skipped but keeps index 0
@@ -128,7 +119,6 @@ def test_camera_degradation_applies_to_lr_is_seeded_and_keeps_the_clean_twin(fac
     np.testing.assert_array_equal(a.clean.lm_lr[0], LandmarkCache(root=cache_root).get(protocol.bicubic_up(a.clean.lr[0]))[0])
 
 
-@pytest.mark.data
 def test_face_sr_dataset_items(prepared):
     ds = FaceSRDataset(prepared)
     assert len(ds) == 6

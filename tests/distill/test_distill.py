@@ -1,8 +1,8 @@
-"""`edge-affectsr distill` end to end on a few real faces with the shipped teacher."""
+"""`edge-affectsr distill` end to end on a few faces (variants of the built-in face,
+tests/synthetic_faces.py) with the shipped teacher."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,25 +19,18 @@ from edge_affectsr.distill.torch_backend import TorchBackend
 from edge_affectsr.distill.train_student import attach_hr_probs, attach_teacher_targets, distill_student
 from edge_affectsr.models import resolve_model
 from edge_affectsr.runtime.backend import load_model
+from synthetic_faces import write_faces
 
 CONFIGS = Path(__file__).resolve().parents[2] / "distill" / "configs"
 
 
-def copy_faces(src: list[Path], folder: Path) -> Path:
-    folder.mkdir()
-    for p in src:
-        shutil.copy(p, folder / p.name)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def faces(shared_data: Path, tmp_path_factory) -> tuple[Path, Path]:
-    train = sorted((shared_data / "celeba" / "train").glob("*.jpg"))[::500][:8]
-    val = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:4]
-    if len(train) < 8 or len(val) < 4:
-        pytest.skip("too few CelebA faces in the shared data")
+def faces(tmp_path_factory) -> tuple[Path, Path]:
+    """A train folder of 8 faces and a val folder of 4 others."""
     root = tmp_path_factory.mktemp("faces")
-    return copy_faces(train, root / "train"), copy_faces(val, root / "val")
+    write_faces(root / "train", 8)
+    write_faces(root / "val", 4, start=8)
+    return root / "train", root / "val"
 
 
 def test_distill_writes_a_student_that_upscales(faces, tmp_path):
@@ -142,3 +135,22 @@ def test_a_wrong_init_fails_before_any_face_is_loaded(tmp_path, init, why):
     with pytest.raises(CheckpointError, match=why):
         distill_student(CONFIGS / "student_x4.yaml", "teacher-x4", tmp_path / "no-data", tmp_path / "run",
                         init=resolve_model(init))
+
+
+def test_cached_teacher_targets_are_reused_and_keyed_by_the_inputs(faces, tmp_path):
+    """Seeds and controls of one recipe share the clean twins: the second run loads the first's targets
+    (identical tensors, no teacher call), and other inputs get their own entry."""
+    arrays = prepare_faces([FaceRecord(p) for p in sorted(faces[0].glob("*.jpg"))[:3]], 4, desc="train")
+    teacher, critic = TorchBackend(resolve_model("teacher-x4")), build_fer_critic()
+    first, second, other = (FaceSRDataset(arrays, "contours") for _ in range(3))
+    attach_teacher_targets(first, teacher, arrays, critic, "contours", torch.device("cpu"), cache=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    calls = []
+    teacher.model.register_forward_hook(lambda *a: calls.append(1))
+    attach_teacher_targets(second, teacher, arrays, critic, "contours", torch.device("cpu"), cache=tmp_path)
+    assert not calls
+    for k, v in first.extras.items():
+        assert torch.equal(v, second.extras[k]), k
+    arrays.lr[0, 0, 0] ^= 1  # one LR pixel changes the key
+    attach_teacher_targets(other, teacher, arrays, critic, "contours", torch.device("cpu"), cache=tmp_path)
+    assert calls and len(list(tmp_path.glob("*.pt"))) == 2

@@ -1,4 +1,5 @@
-"""`edge-affectsr eval` and the shipped checkpoints, on real CelebA val faces."""
+"""`edge-affectsr eval` and the shipped checkpoints: quality on real CelebA val faces where ../shared/data
+is, everything else on variants of the built-in face (tests/synthetic_faces.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,20 @@ from edge_affectsr.distill.evaluate import column, evaluate, markdown_table, pai
 from edge_affectsr.distill.upscale import upscale_folder
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.backend import load_model
+from synthetic_faces import face_folder
 
 STUDENTS = ("student-x4", "student-x4-clean", "student-x4-nodistill-clean", "student-x4-nograph-clean", "student-x4-camera")
 
 
 @pytest.fixture(scope="module")
+def face_dir() -> Path:
+    """Six face JPEGs (read-only): for what eval and upscale do, not how well."""
+    return face_folder(6)
+
+
+@pytest.fixture(scope="module")
 def val_faces(shared_data: Path, tmp_path_factory) -> Path:
+    """12 real CelebA val faces: for the quality claims the project makes on them."""
     src = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:12]
     if len(src) < 12:
         pytest.skip("too few CelebA val faces in the shared data")
@@ -65,8 +74,8 @@ def test_eval_table_has_cost_columns_and_trained_models_beat_bicubic(val_faces):
     assert sum(column(rows["student-x4-clean"], "ssim")) / 12 == pytest.approx(rows["student-x4-clean"]["ssim"])
 
 
-def test_paired_table_compares_every_model_with_the_reference(val_faces):
-    report, *_ = evaluate(["student-x4"], val_faces, scale=4, limit=6)
+def test_paired_table_compares_every_model_with_the_reference(face_dir):
+    report, *_ = evaluate(["student-x4"], face_dir, scale=4, limit=6)
     lines = paired_table(report, 1).splitlines()
     assert lines[0].startswith("| model − student-x4 |") and len(lines) == 3  # header, rule, bicubic
     rows = {r["model"]: r for r in report["rows"]}
@@ -88,10 +97,10 @@ def test_bundle_and_tflite_files_score_like_the_checkpoint_they_came_from(val_fa
     assert abs(routed_row["psnr"] - torch_row["psnr"]) < 0.3
 
 
-def test_upscale_a_folder_of_lr_crops_with_the_bundle(val_faces, tmp_path):
+def test_upscale_a_folder_of_lr_crops_with_the_bundle(face_dir, tmp_path):
     lr_dir = tmp_path / "lr"
     lr_dir.mkdir()
-    for p in sorted(val_faces.glob("*.jpg"))[:3]:
+    for p in sorted(face_dir.glob("*.jpg"))[:3]:
         hr = protocol.make_hr(Image.open(p).convert("RGB"))
         Image.fromarray(protocol.make_lr(hr, 4)).save(lr_dir / f"{p.stem}.png")
     upscale_folder(lr_dir, tmp_path / "sr", "bundle-x4")
@@ -100,11 +109,11 @@ def test_upscale_a_folder_of_lr_crops_with_the_bundle(val_faces, tmp_path):
     assert all(Image.open(o).size == (128, 128) for o in outs)
 
 
-def test_the_prior_student_skips_lr_crops_of_another_size(val_faces, tmp_path):
+def test_the_prior_student_skips_lr_crops_of_another_size(face_dir, tmp_path):
     """Its landmark prior is a 32x32 map: a 40 px crop is counted and skipped, not a crash."""
     lr_dir = tmp_path / "lr"
     lr_dir.mkdir()
-    hr = protocol.make_hr(Image.open(sorted(val_faces.glob("*.jpg"))[0]).convert("RGB"))
+    hr = protocol.make_hr(Image.open(sorted(face_dir.glob("*.jpg"))[0]).convert("RGB"))
     Image.fromarray(protocol.make_lr(hr, 4)).save(lr_dir / "x4.png")
     Image.fromarray(protocol.make_lr(hr, 4)).resize((40, 40)).save(lr_dir / "odd.png")
     summary = upscale_folder(lr_dir, tmp_path / "sr", "student-x4")
@@ -137,11 +146,11 @@ def test_paired_table_tells_rows_with_the_same_name_apart():
     assert "| -50.0 |" in lines[1] and "| -1.00 |" in lines[1]  # the other x/model, not itself
 
 
-def test_mean_landmarks_replace_every_faces_landmarks(val_faces):
+def test_mean_landmarks_replace_every_faces_landmarks(face_dir):
     """--mean-landmarks: the graph models see the mean face shape, flagged not found, like a FaceMesh
     failure; a model without landmarks (bicubic) scores exactly as before."""
-    real, *_ = evaluate(["student-x4"], val_faces, scale=4, limit=4)
-    mean, *_ = evaluate(["student-x4"], val_faces, scale=4, limit=4, mean_landmarks=True)
+    real, *_ = evaluate(["student-x4"], face_dir, scale=4, limit=4)
+    mean, *_ = evaluate(["student-x4"], face_dir, scale=4, limit=4, mean_landmarks=True)
     assert mean["mean_landmarks"] and mean["landmarks_found_lr"] == 0 < real["landmarks_found_lr"]
     assert mean["rows"][0]["psnr"] == real["rows"][0]["psnr"]  # bicubic
     assert column(mean["rows"][1], "psnr") != column(real["rows"][1], "psnr")
@@ -178,14 +187,14 @@ def test_seed_replicas_are_averaged_into_one_row_and_compared_by_their_means():
     assert report["seed_groups"]["rows"][1]["members"] == ["student-x4", "seeds/student-x4-s1"]
 
 
-def test_eval_seeds_prints_and_saves_seed_means_of_the_shipped_replicas(val_faces, tmp_path, capsys):
+def test_eval_seeds_prints_and_saves_seed_means_of_the_shipped_replicas(face_dir, tmp_path, capsys):
     """The shipped student and its seed-1 replica (edge_affectsr/models/seeds/) through the CLI."""
     from edge_affectsr.cli import main
 
     replica = str(Path(__file__).parents[2] / "edge_affectsr/models/seeds/student-x4-clean-s1.pt")
     out = tmp_path / "seeds.json"
     assert main(["eval", "--model", "student-x4-clean", "--model", replica, "--paired", "student-x4-clean", "--seeds",
-                 "--data", str(val_faces), "--limit", "4", "--json", str(out)]) == 0
+                 "--data", str(face_dir), "--limit", "4", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| seeds/student-x4-clean-s1 |" in printed and "Seed means:" in printed
     assert "| student-x4-clean | 2 |" in printed  # the spread table: two seeds in one group

@@ -1,4 +1,5 @@
-"""distill/data/landmarks.py: FaceMesh landmarks on real faces, cached on disk by image content.
+"""distill/data/landmarks.py: FaceMesh landmarks on face photos (variants of the built-in face,
+tests/synthetic_faces.py), cached on disk by image content.
 
 FaceMesh is slow to build (~1 s) and each call costs ~10 ms, so one cache (one detector) is shared
 by the module and the tests use a handful of images.
@@ -10,18 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from edge_affectsr import landmark_graph, protocol
 from edge_affectsr.distill.data.landmarks import LandmarkCache, image_key
+from synthetic_faces import face_variants
 
 
 @pytest.fixture(scope="module")
-def hr_faces(shared_data: Path) -> list[np.ndarray]:
-    files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:: 200][:3]
-    if len(files) < 3:
-        pytest.skip("too few CelebA val faces")
-    return [protocol.make_hr(Image.open(f)) for f in files]
+def hr_faces() -> list[np.ndarray]:
+    return [protocol.make_hr(face) for face in face_variants(3)]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,7 @@ def cache_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def detected(hr_faces, cache_root):
-    """First lookups (FaceMesh runs) of the real faces and of a flat grey image."""
+    """First lookups (FaceMesh runs) of the faces and of a flat grey image."""
     cache = LandmarkCache(root=cache_root)
     grey = np.full((128, 128, 3), 128, np.uint8)
     faces = [cache.get(img) for img in hr_faces]
@@ -58,28 +56,25 @@ def test_cache_root_is_respected(tmp_path):
     assert LandmarkCache(root=tmp_path)._detector is None  # built lazily, on the first miss
 
 
-@pytest.mark.data
 def test_real_faces_are_found(detected):
     for pts, found in detected["faces"]:
         assert found
         assert pts.shape == (478, 2) and pts.dtype == np.float32
         assert np.isfinite(pts).all()
         assert (pts > -0.05).all() and (pts < 1.05).all()
-        # a CelebA-aligned face lands near the CelebA mean shape, the right way round
+        # a face framed like a CelebA HR crop lands near the CelebA mean shape, the right way round
         assert np.abs(pts - landmark_graph.mean_shape()).mean() < 0.05
         r = landmark_graph.regions()
         assert pts[r["left_eye"], 0].mean() > pts[r["right_eye"], 0].mean()
         assert pts[r["left_eye"], 1].mean() < pts[r["lips"], 1].mean()
 
 
-@pytest.mark.data
 def test_flat_image_gives_the_mean_shape(detected):
     pts, found = detected["grey_result"]
     assert found is False
     np.testing.assert_array_equal(pts, landmark_graph.mean_shape())
 
 
-@pytest.mark.data
 def test_results_are_written_to_disk(detected, hr_faces, cache_root):
     for img, (pts, _) in zip(hr_faces, detected["faces"]):
         path = npy_path(cache_root, img)
@@ -89,7 +84,6 @@ def test_results_are_written_to_disk(detected, hr_faces, cache_root):
     assert not list(cache_root.rglob("*.tmp*"))
 
 
-@pytest.mark.data
 def test_second_lookup_is_served_from_disk(detected, hr_faces, cache_root):
     fresh = LandmarkCache(root=cache_root)
     for img, (pts, found) in zip(hr_faces, detected["faces"]):
@@ -100,7 +94,6 @@ def test_second_lookup_is_served_from_disk(detected, hr_faces, cache_root):
     assert fresh._detector is None  # FaceMesh was never built: every answer came from the .npy files
 
 
-@pytest.mark.data
 def test_landmarks_on_the_bicubic_upscale_are_close_to_the_hr_ones(detected, hr_faces):
     cache = detected["cache"]
     for img, (pts_hr, _) in zip(hr_faces, detected["faces"]):

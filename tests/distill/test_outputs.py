@@ -36,10 +36,10 @@ def test_upscale_into_a_file_is_refused_before_any_work(tmp_path: Path):
     checked before the model is even looked up."""
     lr = faces(tmp_path / "lr", (32, 32))
     (tmp_path / "out.png").write_bytes(b"a file")
-    done = cli("upscale", str(lr), str(tmp_path / "out.png"), "--model", "no-such-model", cwd=tmp_path)
-    one_error_line(done, "OUT_DIR", "is a file")
+    done = cli("upscale", "--source", str(lr), "--out", str(tmp_path / "out.png"), "--model", "no-such-model", cwd=tmp_path)
+    one_error_line(done, "--out", "is a file")
     (tmp_path / "blocker").write_bytes(b"a file")
-    done = cli("upscale", str(lr), str(tmp_path / "blocker" / "sr"), "--model", "no-such-model", cwd=tmp_path)
+    done = cli("upscale", "--source", str(lr), "--out", str(tmp_path / "blocker" / "sr"), "--model", "no-such-model", cwd=tmp_path)
     one_error_line(done, "is a file, not a folder")
     assert (tmp_path / "out.png").read_bytes() == (tmp_path / "blocker").read_bytes() == b"a file"
 
@@ -47,7 +47,7 @@ def test_upscale_into_a_file_is_refused_before_any_work(tmp_path: Path):
 def test_upscale_that_writes_nothing_exits_non_zero(tmp_path: Path):
     """Before: exit 0 with nothing written (every input skipped, as a warning)."""
     lr = faces(tmp_path / "lr", (40, 30))  # not a square face crop
-    done = cli("upscale", str(lr), str(tmp_path / "sr"), "--model", "bicubic", cwd=tmp_path)
+    done = cli("upscale", "--source", str(lr), "--out", str(tmp_path / "sr"), "--model", "bicubic", cwd=tmp_path)
     one_error_line(done, "nothing upscaled", "1 not square")
     assert not list((tmp_path / "sr").rglob("*.png"))
 

@@ -1,4 +1,5 @@
-"""distill/data/readers.py: the dataset layouts on disk, built in temp folders from real faces."""
+"""distill/data/readers.py: the dataset layouts on disk, built in temp folders from JPEGs of the
+built-in face's variants (tests/synthetic_faces.py), so they run without any data set."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import pytest
 from PIL import Image
 
 from edge_affectsr.distill.data.readers import expression_set, face_set, find_images, read_image
+from synthetic_faces import face_variants
 
 
 @pytest.fixture(scope="module")
-def faces(shared_data: Path) -> list[Image.Image]:
-    files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:: 60][:6]
-    if len(files) < 6:
-        pytest.skip("too few CelebA val faces")
-    return [Image.open(f).convert("RGB") for f in files]
+def faces() -> list[Image.Image]:
+    return face_variants(6)
 
 
 def save_jpeg(img: Image.Image, path: Path, size: int | None = 48) -> Path:
@@ -27,7 +26,6 @@ def save_jpeg(img: Image.Image, path: Path, size: int | None = 48) -> Path:
     return path
 
 
-@pytest.mark.data
 def test_plain_folder_is_searched_recursively(tmp_path, faces):
     expected = [
         save_jpeg(faces[0], tmp_path / "a.jpg"),
@@ -46,7 +44,6 @@ def test_plain_folder_is_searched_recursively(tmp_path, faces):
         assert read_image(r.path).mode == "RGB"
 
 
-@pytest.mark.data
 def test_celeba_layout_with_split_filtering(tmp_path, faces):
     img_dir = tmp_path / "img_align_celeba"
     for i in range(1, 6):
@@ -64,16 +61,14 @@ def test_celeba_layout_with_split_filtering(tmp_path, faces):
     assert all(r.path.parent == img_dir for r in face_set(tmp_path, split="train"))
 
 
-@pytest.mark.data
 def test_celeba_layout_without_partition_file_uses_every_image(tmp_path, faces):
     for i in range(3):
         save_jpeg(faces[i], tmp_path / "img_align_celeba" / f"{i + 1:06d}.jpg")
     assert len(face_set(tmp_path, split="train")) == 3
 
 
-@pytest.mark.data
 def test_helen_layout_crops_to_the_annotated_face(tmp_path, faces):
-    save_jpeg(faces[0], tmp_path / "helen_1" / "100032540_1.jpg", size=None)  # 178 x 218
+    save_jpeg(faces[0], tmp_path / "helen_1" / "100032540_1.jpg", size=None)  # 190 x 190
     save_jpeg(faces[1], tmp_path / "helen_1" / "232194_1.jpg", size=None)
     ann = tmp_path / "annotation"
     ann.mkdir()
@@ -90,7 +85,6 @@ def test_helen_layout_crops_to_the_annotated_face(tmp_path, faces):
     np.testing.assert_array_equal(np.asarray(img), full[35:125, 15:105])
 
 
-@pytest.mark.data
 def test_expression_set_labels_from_folders(tmp_path, faces):
     save_jpeg(faces[0], tmp_path / "happy" / "a.jpg")
     save_jpeg(faces[1], tmp_path / "happy" / "b.jpg")
@@ -112,7 +106,6 @@ def test_expression_set_on_the_shared_data(shared_data):
     assert all(r.path.parent.name == r.label for r in records)
 
 
-@pytest.mark.data
 def test_read_image_returns_none_for_damaged_files(tmp_path, faces):
     good = save_jpeg(faces[0], tmp_path / "good.jpg", size=None)
     data = good.read_bytes()
@@ -120,13 +113,12 @@ def test_read_image_returns_none_for_damaged_files(tmp_path, faces):
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.jpg").write_text("this is a text file, not a JPEG\n")
     (tmp_path / "empty.jpg").write_bytes(b"")
-    assert read_image(good) is not None and read_image(good).size == (178, 218)
+    assert read_image(good) is not None and read_image(good).size == faces[0].size
     for name in ("random.jpg", "truncated.jpg", "text.jpg", "empty.jpg"):
         assert read_image(tmp_path / name) is None, name
     assert read_image(tmp_path / "does_not_exist.jpg") is None
 
 
-@pytest.mark.data
 def test_corrupt_files_are_listed_but_unreadable(tmp_path, faces):
     """face_set lists files by name; read_image is where damage is caught (prepare_faces counts it)."""
     save_jpeg(faces[0], tmp_path / "ok.jpg")

@@ -28,14 +28,15 @@ def shipped(name: str = "student_x4") -> StudentConfig:
 
 
 @pytest.fixture(scope="module")
-def real_landmarks(shared_data) -> np.ndarray:
-    """FaceMesh landmarks [478, 2] of a real CelebA validation face."""
-    from edge_affectsr.distill.data.landmarks import FaceMeshDetector
-    from edge_affectsr.distill.data.readers import read_image
+def real_landmarks() -> np.ndarray:
+    """FaceMesh landmarks [478, 2] of a real face photo: the built-in one."""
+    from PIL import Image
 
-    path = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[0]
+    from edge_affectsr.builtin_face import builtin_face
+    from edge_affectsr.distill.data.landmarks import FaceMeshDetector
+
     det = FaceMeshDetector()
-    pts = det(protocol.make_hr(read_image(path)))
+    pts = det(protocol.make_hr(Image.fromarray(builtin_face())))
     det.close()
     assert pts is not None and pts.shape == (478, 2)
     return pts

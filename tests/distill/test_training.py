@@ -1,7 +1,7 @@
 """The shared training loop (distill/training.py) and its checkpoints, on a tiny real teacher.
 
-A tiny AffectSRNet trains for a few iterations on real CelebA faces (landmarks from FaceMesh, cached
-in a temp folder). Checked: exact resume after an interruption, what the checkpoint files hold,
+A tiny AffectSRNet trains for a few iterations on face photos made from the built-in face
+(tests/synthetic_faces.py; landmarks from FaceMesh, cached in a temp folder), so it runs without data. Checked: exact resume after an interruption, what the checkpoint files hold,
 refusal to resume into a different model, and a 2-process CPU (gloo) DDP run.
 """
 
@@ -27,19 +27,18 @@ from edge_affectsr.distill.data.readers import FaceRecord
 from edge_affectsr.distill.train_config import TrainConfig
 from edge_affectsr.distill.train_teacher import TeacherTrainingConfig, make_teacher_loss
 from edge_affectsr.distill.training import Run, Trainer, batch_indices, check_init, load_init_weights, lr_at, validate
+from synthetic_faces import write_faces
 
 TINY = dict(nf=8, gc=4, blocks=1, hr_nf=4, gcn_hidden=8, gcn_layers=1)
 WORKER = Path(__file__).parents[1] / "_ddp_worker.py"
 
 
 @pytest.fixture(scope="module")
-def face_arrays(shared_data: Path, tmp_path_factory) -> dict[str, FaceArrays]:
-    """8 real training faces and 4 validation faces, x4, with FaceMesh landmarks (temp cache)."""
+def face_arrays(tmp_path_factory) -> dict[str, FaceArrays]:
+    """8 training faces and 4 other validation faces, x4, with FaceMesh landmarks (temp cache)."""
     cache = LandmarkCache(root=tmp_path_factory.mktemp("landmarks"))
-    train = sorted((shared_data / "celeba" / "train").glob("*.jpg"))[::600][:8]
-    val = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[:4]
-    if len(train) < 8 or len(val) < 4:
-        pytest.skip("too few CelebA faces in the shared data")
+    folder = tmp_path_factory.mktemp("faces")
+    train, val = write_faces(folder / "train", 8), write_faces(folder / "val", 4, start=8)
     return {
         "train": prepare_faces([FaceRecord(p) for p in train], 4, cache=cache, desc="train"),
         "val": prepare_faces([FaceRecord(p) for p in val], 4, cache=cache, desc="val"),
@@ -126,13 +125,11 @@ def test_batches_cover_each_epoch_once_and_ranks_are_disjoint():
 # --- training, checkpoints, resume --------------------------------------------------------------------
 
 
-@pytest.mark.data
 def test_real_faces_prepared_for_training(face_arrays):
     assert len(face_arrays["train"]) == 8 and len(face_arrays["val"]) == 4
     assert face_arrays["train"].found_hr.all()
 
 
-@pytest.mark.data
 def test_straight_run_trains_and_writes_checkpoints(straight_run, face_arrays):
     trainer, result, out, calls = straight_run
     assert result["iterations"] == 6 and len(calls) == 6
@@ -155,7 +152,6 @@ def test_straight_run_trains_and_writes_checkpoints(straight_run, face_arrays):
     assert validate(run, model, torch.device("cpu"))["val_psnr"] == pytest.approx(shipped["metrics"]["val_psnr"], abs=1e-9)
 
 
-@pytest.mark.data
 def test_training_changes_the_weights(straight_run, face_arrays, tmp_path):
     trainer, *_ = straight_run
     run, _ = make_run(teacher_config(), face_arrays, tmp_path)  # same seed: the initial weights
@@ -164,7 +160,6 @@ def test_training_changes_the_weights(straight_run, face_arrays, tmp_path):
     assert len(moved) > len(initial) // 2
 
 
-@pytest.mark.data
 def test_interrupted_run_resumes_exactly(straight_run, face_arrays, tmp_path):
     trainer_a, result_a, out_a, _ = straight_run
     cfg = teacher_config()
@@ -192,7 +187,6 @@ def test_interrupted_run_resumes_exactly(straight_run, face_arrays, tmp_path):
     assert state_close(shipped_b["model"], shipped_a["model"])
 
 
-@pytest.mark.data
 def test_finished_run_does_not_train_again(straight_run, face_arrays, tmp_path):
     *_, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
@@ -202,7 +196,6 @@ def test_finished_run_does_not_train_again(straight_run, face_arrays, tmp_path):
     assert calls == [] and result["iterations"] == 6
 
 
-@pytest.mark.data
 def test_resume_with_a_different_model_config_is_refused(straight_run, face_arrays, tmp_path):
     *_, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
@@ -215,7 +208,6 @@ def test_resume_with_a_different_model_config_is_refused(straight_run, face_arra
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
-@pytest.mark.data
 def test_resume_into_another_kind_is_refused(straight_run, face_arrays, tmp_path):
     *_, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
@@ -225,7 +217,6 @@ def test_resume_into_another_kind_is_refused(straight_run, face_arrays, tmp_path
         Trainer(run, cfg.train).fit()
 
 
-@pytest.mark.data
 def test_init_starts_a_new_run_from_a_checkpoints_weights(straight_run, face_arrays, tmp_path):
     trainer_a, _, out_a, _ = straight_run
     cfg = teacher_config(iterations=0)
@@ -237,7 +228,6 @@ def test_init_starts_a_new_run_from_a_checkpoints_weights(straight_run, face_arr
     assert state_close(trainer.ema.state_dict(), trainer_a.ema.state_dict(), atol=0)
 
 
-@pytest.mark.data
 def test_a_fine_tune_counts_the_iterations_behind_its_init(straight_run, face_arrays, tmp_path):
     """6 iterations from scratch, then 2 from those weights: the checkpoint says 8 in all (a bundle's
     version), also after an interrupted fine-tune resumes."""
@@ -256,7 +246,6 @@ def test_a_fine_tune_counts_the_iterations_behind_its_init(straight_run, face_ar
     assert ckpt["config"]["init"] == str(out_a / "model.pt")
 
 
-@pytest.mark.data
 def test_init_is_ignored_when_the_run_can_resume(straight_run, face_arrays, tmp_path):
     trainer_a, _, out_a, _ = straight_run
     shutil.copy(out_a / "last.pt", tmp_path / "last.pt")
@@ -271,7 +260,6 @@ def test_init_is_ignored_when_the_run_can_resume(straight_run, face_arrays, tmp_
     assert state_close(trainer.ema.state_dict(), trainer_a.ema.state_dict())
 
 
-@pytest.mark.data
 def test_init_with_a_different_model_config_is_refused(straight_run, face_arrays, tmp_path):
     *_, out_a, _ = straight_run
     cfg = teacher_config(model={**TINY, "nf": 12})
@@ -333,7 +321,6 @@ def _save_faces(faces: dict[str, FaceArrays], path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.data
 def test_ddp_two_cpu_ranks_stay_in_sync(face_arrays, tmp_path, monkeypatch):
     """Two gloo ranks start from *different* random weights (rank-dependent seed, see the worker);
     DDP must broadcast rank 0's weights and average the gradients, so both ranks end identical, equal

@@ -1,6 +1,7 @@
-"""edge_affectsr/runtime/align.py: similarity fit, warping, and real CelebA faces landing where the mean shape says.
+"""edge_affectsr/runtime/align.py: similarity fit, warping, and real faces landing where the mean shape says.
 
-The independent check: a CelebA aligned photo is pasted into a 640x480 frame with a known
+The independent check: a face photo framed like CelebA's aligned ones (CelebA val where ../shared/data
+is, variants of the built-in face elsewhere) is pasted into a 640x480 frame with a known
 similarity (scale, rotation, offset). The protocol's HR crop of that photo (centre square) is what
 the mean shape describes, so the aligner's frame -> crop transform must send that square's corners
 to the crop's corners, and FaceMesh run again on the aligned crop must find the eyes where the mean
@@ -10,7 +11,6 @@ shape has them, each within 10 % of the crop size.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ from edge_affectsr.runtime.detect import MODEL_NAME as DETECTOR_NAME
 from edge_affectsr.runtime.detect import DetectorConfig, FaceDetector, mediapipe_model_path
 from edge_affectsr.runtime.landmarks import MODEL_NAME as LANDMARK_NAME
 from edge_affectsr.runtime.landmarks import FaceLandmarker
+from synthetic_faces import val_photos
 
 LR = 32
 POSES = [(1.0, 0.0, (320, 240)), (1.6, 12.0, (300, 250)), (0.8, -15.0, (200, 200)), (2.2, 5.0, (330, 240))]
@@ -61,11 +62,9 @@ def models():
 
 
 @pytest.fixture(scope="module")
-def scenes(shared_data: Path):
-    """(frame, celeba->frame matrix) with one CelebA face each, in several poses."""
-    files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[10:200:47][:len(POSES)]
-    if len(files) < len(POSES):
-        pytest.skip("too few CelebA val faces")
+def scenes():
+    """(frame, photo->frame matrix, photo size) with one face photo each, in several poses."""
+    files, _ = val_photos(len(POSES), step=47, start=10)
     out = []
     for f, (scale, angle, (cx, cy)) in zip(files, POSES):
         photo = cv2.imread(str(f))

@@ -92,10 +92,10 @@ def test_a_missing_delegate_library_falls_back_and_is_logged(caplog):
     assert bundle.critic.model.choice.attempts[0].delegate == "cpu"
 
 
-def test_without_a_shipped_bundle_the_error_says_to_pass_bundle():
+def test_without_a_shipped_bundle_the_error_says_to_pass_model():
     try:
         path = default_bundle_path()
     except UserError as e:
-        assert "--bundle" in str(e) and "bundle-x4" in str(e)
+        assert "--model" in str(e) and "bundle-x4" in str(e)
     else:
         assert (path / "manifest.json").is_file()

@@ -1,8 +1,9 @@
-"""edge_affectsr/runtime/detect.py: BlazeFace short-range run for real on real faces pasted into 640x480 frames."""
+"""edge_affectsr/runtime/detect.py: BlazeFace short-range run for real on face photos pasted into 640x480
+frames: CelebA val photos where ../shared/data is, variants of the built-in face elsewhere."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -13,12 +14,15 @@ from edge_affectsr.runtime.detect import (
     mediapipe_model_path, ssd_anchors, weighted_nms,
 )
 from edge_affectsr.runtime.scan import tile_regions
+from synthetic_faces import val_photos
 
 # BlazeFace's face box inside a CelebA aligned 178x218 image, as fractions (x0, y0, x1, y1): the
 # mean over 100 val faces detected at full size. CelebA's own alignment puts the eyes at
 # (0.39, 0.51) and (0.61, 0.51); the detector's eye keypoints agree (0.37/0.62, 0.51).
 CELEBA_FACE_BOX = np.array([0.21, 0.373, 0.801, 0.856])
-CELEBA_ASPECT = 218 / 178
+# The same for the built-in face's variants of synthetic_faces.val_photos: the mean over the six,
+# detected 160 px wide.
+VARIANT_FACE_BOX = np.array([0.189, 0.302, 0.77, 0.883])
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +35,15 @@ def tiled() -> FaceDetector:
     return FaceDetector(mediapipe_model_path(MODEL_NAME), DetectorConfig(tiles=(3, 2), tiles_per_call=None))
 
 
+class Photo(NamedTuple):
+    image: np.ndarray  # BGR [H, W, 3]
+    face_box: np.ndarray  # where BlazeFace puts the face in it, as fractions (x0, y0, x1, y1)
+
+
 @pytest.fixture(scope="module")
-def celeba(shared_data: Path) -> list[np.ndarray]:
-    files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[::100][:6]
-    if len(files) < 6:
-        pytest.skip("too few CelebA val faces")
-    return [cv2.imread(str(f)) for f in files]
+def photos() -> list[Photo]:
+    files, real = val_photos(6, step=100)
+    return [Photo(cv2.imread(str(f)), CELEBA_FACE_BOX if real else VARIANT_FACE_BOX) for f in files]
 
 
 def blank(color=(60, 110, 90), size=(480, 640)) -> np.ndarray:
@@ -45,11 +52,11 @@ def blank(color=(60, 110, 90), size=(480, 640)) -> np.ndarray:
     return frame
 
 
-def paste(frame: np.ndarray, face: np.ndarray, x: int, y: int, width: int) -> np.ndarray:
-    """Paste a CelebA aligned face ``width`` px wide at (x, y); returns the expected face box."""
-    height = round(width * CELEBA_ASPECT)
-    frame[y:y + height, x:x + width] = cv2.resize(face, (width, height), interpolation=cv2.INTER_AREA)
-    return CELEBA_FACE_BOX * [width, height, width, height] + [x, y, x, y]
+def paste(frame: np.ndarray, face: Photo, x: int, y: int, width: int) -> np.ndarray:
+    """Paste a face photo ``width`` px wide at (x, y); returns the expected face box."""
+    height = round(width * face.image.shape[0] / face.image.shape[1])
+    frame[y:y + height, x:x + width] = cv2.resize(face.image, (width, height), interpolation=cv2.INTER_AREA)
+    return face.face_box * [width, height, width, height] + [x, y, x, y]
 
 
 def iou(det: Detection, box: np.ndarray) -> float:
@@ -112,9 +119,8 @@ def test_blank_frames_have_no_face(detector, tiled):
     assert detector.detect(np.ascontiguousarray(gradient)) == []
 
 
-@pytest.mark.data
-def test_face_is_found_where_it_was_pasted(detector, celeba):
-    for i, face in enumerate(celeba):
+def test_face_is_found_where_it_was_pasted(detector, photos):
+    for i, face in enumerate(photos):
         frame = blank()
         expected = paste(frame, face, x=40 + 80 * i, y=30 + 40 * i, width=160)
         found = detector.detect(frame)
@@ -127,10 +133,9 @@ def test_face_is_found_where_it_was_pasted(detector, celeba):
         assert max(right_eye[1], left_eye[1]) < mouth[1]
 
 
-@pytest.mark.data
-def test_small_faces_are_found_with_tiles(tiled, detector, celeba):
+def test_small_faces_are_found_with_tiles(tiled, detector, photos):
     """~64 px faces (72 px aligned crops) on a 640x480 frame: below what the whole-frame pass sees."""
-    for i, face in enumerate(celeba):
+    for i, face in enumerate(photos):
         frame = blank()
         expected = paste(frame, face, x=30 + 97 * i, y=40 + 60 * i, width=72)
         found = tiled.detect(frame)
@@ -138,31 +143,28 @@ def test_small_faces_are_found_with_tiles(tiled, detector, celeba):
     assert detector.detect(frame) == []  # the reason tiles exist
 
 
-@pytest.mark.data
-def test_three_faces_give_three_detections(detector, celeba):
+def test_three_faces_give_three_detections(detector, photos):
     frame = blank()
-    expected = [paste(frame, celeba[0], 20, 20, 150), paste(frame, celeba[1], 240, 200, 150),
-                paste(frame, celeba[2], 460, 40, 150)]
+    expected = [paste(frame, photos[0], 20, 20, 150), paste(frame, photos[1], 240, 200, 150),
+                paste(frame, photos[2], 460, 40, 150)]
     found = detector.detect(frame)
     assert len(found) == 3
     for box in expected:
         assert max(iou(d, box) for d in found) > 0.5
 
 
-@pytest.mark.data
-def test_letterbox_is_undone_on_portrait_frames(detector, celeba):
+def test_letterbox_is_undone_on_portrait_frames(detector, photos):
     """A 480x640 (portrait) frame pads left/right instead of top/bottom."""
     frame = blank(size=(640, 480))
-    expected = paste(frame, celeba[3], 300, 400, 160)
+    expected = paste(frame, photos[3], 300, 400, 160)
     found = detector.detect(frame)
     assert len(found) == 1 and iou(found[0], expected) > 0.5
 
 
-@pytest.mark.data
-def test_tiles_in_rotation_find_the_face_within_one_round(celeba):
+def test_tiles_in_rotation_find_the_face_within_one_round(photos):
     det = FaceDetector(mediapipe_model_path(MODEL_NAME), DetectorConfig(tiles=(3, 2), tiles_per_call=2))
     frame = blank()
-    expected = paste(frame, celeba[4], 500, 300, 72)  # bottom-right tile
+    expected = paste(frame, photos[4], 500, 300, 72)  # bottom-right tile
     calls = [det.detect(frame) for _ in range(3)]  # tiles 0-1, 2-3, 4-5 (bottom-right is the last)
     assert [len(c) for c in calls] == [0, 0, 1]
     assert iou(calls[2][0], expected) > 0.5

@@ -1,5 +1,6 @@
-"""edge_affectsr/runtime/landmarks.py: FaceMesh (face_landmark.tflite) on real faces, checked against the CelebA
-mean shape and against mediapipe's own Python solution.
+"""edge_affectsr/runtime/landmarks.py: FaceMesh (face_landmark.tflite) on face photos (CelebA val where
+../shared/data is, variants of the built-in face elsewhere), checked against the CelebA mean shape and
+against mediapipe's own Python solution.
 
 The reference runs in a subprocess (mediapipe is a dev dependency, not a device one), with
 TensorFlow blocked there so that mediapipe's optional TF import does not cost seconds.
@@ -11,7 +12,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,8 +23,9 @@ from edge_affectsr.runtime.detect import Detection, DetectorConfig, FaceDetector
 from edge_affectsr.runtime.landmarks import (
     MODEL_NAME, FaceLandmarker, LandmarkConfig, fill_iris, roi_from_detection,
 )
+from synthetic_faces import val_photos
 
-WIDTH = 200  # pasted width of a 178x218 CelebA aligned face
+WIDTH = 200  # pasted width of a face photo (178x218 CelebA aligned, or a square built-in variant)
 ORIGINS = [(40, 60), (250, 200), (400, 20)]
 
 REFERENCE = r"""
@@ -50,18 +51,17 @@ def models():
 
 
 @pytest.fixture(scope="module")
-def scenes(shared_data: Path) -> list[tuple[np.ndarray, tuple[float, float, float, float]]]:
-    """Frames with one CelebA face each, and the face's HR box (the protocol's centre square)."""
-    files = sorted((shared_data / "celeba" / "val").glob("*.jpg"))[50::150][:3]
-    if len(files) < 3:
-        pytest.skip("too few CelebA val faces")
+def scenes() -> list[tuple[np.ndarray, tuple[float, float, float, float]]]:
+    """Frames with one face photo each, and the face's HR box (the protocol's centre square)."""
+    files, _ = val_photos(3, step=150, start=50)
     out = []
-    k = WIDTH / 178
     for f, (x, y) in zip(files, ORIGINS):
+        photo = cv2.imread(str(f))
+        height = photo.shape[0] * WIDTH / photo.shape[1]  # portrait or square
         frame = np.full((480, 640, 3), (70, 100, 120), np.uint8)
-        face = cv2.resize(cv2.imread(str(f)), (WIDTH, round(218 * k)), interpolation=cv2.INTER_AREA)
+        face = cv2.resize(photo, (WIDTH, round(height)), interpolation=cv2.INTER_AREA)
         frame[y:y + face.shape[0], x:x + WIDTH] = face
-        out.append((frame, (x, y + 20 * k, x + WIDTH, y + 198 * k)))  # centre square of 178x218
+        out.append((frame, (x, y + (height - WIDTH) / 2, x + WIDTH, y + (height + WIDTH) / 2)))
     return out
 
 
@@ -81,7 +81,6 @@ def reference(scenes, tmp_path_factory):
     return [None if r is None else np.array(r) for r in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
-@pytest.mark.data
 def test_face_is_present_and_regions_are_plausible(ours):
     r = landmark_graph.regions()
     for det, lm in ours:
@@ -95,12 +94,18 @@ def test_face_is_present_and_regions_are_plausible(ours):
             assert x0 < cx < x1 and y0 < cy < y0 + 0.6 * (y1 - y0)
         assert pts[r["lips"], 1].mean() > y0 + 0.6 * (y1 - y0)
         assert pts[r["left_eye"], 0].mean() > pts[r["right_eye"], 0].mean()  # subject's left = image right
-        # the eyes sit near the detector's (coarse) eye keypoints
-        for eye, kp in (("right_eye", 0), ("left_eye", 1)):
-            assert np.linalg.norm(pts[r[eye]].mean(axis=0) - det.keypoints[kp]) < 0.12 * det.width
 
 
 @pytest.mark.data
+def test_the_eyes_sit_near_the_detectors_eye_keypoints(ours, shared_data):
+    """On CelebA only: BlazeFace's (coarse) eye keypoints miss the astronaut's eyes by 0.135 face
+    widths, which would hold the check to one photo's quirk rather than to the detector."""
+    r = landmark_graph.regions()
+    for det, lm in ours:
+        for eye, kp in (("right_eye", 0), ("left_eye", 1)):
+            assert np.linalg.norm(lm.points[r[eye]].mean(axis=0) - det.keypoints[kp]) < 0.12 * det.width
+
+
 def test_normalised_to_the_hr_crop_they_match_the_celeba_mean_shape(ours, scenes):
     """The core's mean shape is CelebA-aligned landmarks normalised to the HR centre square."""
     for (_, lm), (_, hr_box) in zip(ours, scenes):
@@ -109,7 +114,6 @@ def test_normalised_to_the_hr_crop_they_match_the_celeba_mean_shape(ours, scenes
         assert np.abs(pts[:468] - landmark_graph.mean_shape()[:468]).mean() < 0.05
 
 
-@pytest.mark.data
 def test_agrees_with_the_mediapipe_solution(ours, reference):
     for (det, lm), ref in zip(ours, reference):
         assert ref is not None, "mediapipe found no face"
@@ -119,8 +123,9 @@ def test_agrees_with_the_mediapipe_solution(ours, reference):
 
 
 @pytest.mark.data
-def test_rotation_follows_a_tilted_head(models, scenes, ours):
-    """Tilt a frame 25 degrees about the face: the landmarks tilt with it."""
+def test_rotation_follows_a_tilted_head(models, scenes, ours, shared_data):
+    """Tilt a frame 25 degrees about the face: the landmarks tilt with it. On CelebA only: the ROI's
+    angle comes from the detector's eye keypoints, which do not follow the astronaut's tilt."""
     detector, landmarker = models
     frame = scenes[1][0]
     det, upright = ours[1]

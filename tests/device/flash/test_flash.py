@@ -98,7 +98,7 @@ def test_tampered_bundle_is_refused_before_anything_is_copied(bundles, root_v1, 
     assert not fresh.exists()
 
     # the command line: one "error: ..." line naming the file, exit status 2
-    done = subprocess.run([*CLI, "flash", str(bad), "--to", str(fresh)], capture_output=True, text=True,
+    done = subprocess.run([*CLI, "flash", "--model", str(bad), "--to", str(fresh)], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: refusing to flash")
@@ -115,8 +115,8 @@ def test_selftest_failure_leaves_current_on_the_previous_release(bundles, root_v
 
 
 def test_selftest_command_prints_one_line_and_exits_0_or_1(bundles):
-    good = subprocess.run([*CLI, "selftest", str(bundles["v1"])], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    bad = subprocess.run([*CLI, "selftest", str(bundles["bad"])], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    good = subprocess.run([*CLI, "selftest", "--model", str(bundles["v1"])], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    bad = subprocess.run([*CLI, "selftest", "--model", str(bundles["bad"])], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert good.returncode == 0 and good.stdout.count("\n") == 1 and good.stdout.startswith("ok: bundle")
     assert bad.returncode == 1 and bad.stdout.count("\n") == 1 and bad.stdout.startswith("FAIL: ")
 

@@ -73,7 +73,7 @@ def test_an_absolute_entry_is_refused_and_the_file_it_names_is_untouched(absolut
     with pytest.raises(TamperedBundleError, match="is absolute"):
         flash(bundle, str(tmp_path / "dst" / "root"))
     assert victim.read_text() == "precious" and tree(tmp_path / "dst") == {}
-    done = subprocess.run([*CLI, "flash", str(bundle), "--to", str(tmp_path / "dst" / "root")], capture_output=True,
+    done = subprocess.run([*CLI, "flash", "--model", str(bundle), "--to", str(tmp_path / "dst" / "root")], capture_output=True,
                           text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: refusing to flash")
     assert "Traceback" not in done.stderr and victim.read_text() == "precious" and tree(tmp_path / "dst") == {}
@@ -95,7 +95,7 @@ def held_flash(bundle: Path, to: str, *extra: str) -> Iterator[subprocess.Popen]
     """``edge-affectsr flash`` in a subprocess, held in its health check (so holding the target's
     lock) for the block; then let go. Its stderr is in ``proc.stderr_text`` after the block."""
     gate = GateServer()
-    proc = subprocess.Popen([*CLI, "flash", str(bundle), "--to", to, "--health-url", gate.url, "--health-timeout", "120",
+    proc = subprocess.Popen([*CLI, "flash", "--model", str(bundle), "--to", to, "--health-url", gate.url, "--health-timeout", "120",
                              *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
@@ -204,7 +204,7 @@ def test_with_trust_unsigned_wrongly_signed_and_changed_bundles_are_refused(sign
     with pytest.raises(TamperedBundleError, match=f"refusing to flash: .*{why}"):
         flash(bundle, str(tmp_path / "root"), FlashOptions(trust=signing["trust"]))
     assert not (tmp_path / "root").exists()
-    done = subprocess.run([*CLI, "flash", str(bundle), "--to", str(tmp_path / "root"), "--trust", signing["trust"][0]],
+    done = subprocess.run([*CLI, "flash", "--model", str(bundle), "--to", str(tmp_path / "root"), "--trust", signing["trust"][0]],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and why in done.stderr.strip().splitlines()[-1] and not (tmp_path / "root").exists()
 
@@ -212,7 +212,7 @@ def test_with_trust_unsigned_wrongly_signed_and_changed_bundles_are_refused(sign
 def test_selftest_checks_the_signature_with_trust(signing, bundles):
     """What a camera can run before a restart: `selftest --trust` (exit 1 and one FAIL line when unsigned)."""
     for bundle, status, start in ((signing["signed"], 0, "ok: "), (bundles["v1"], 1, "FAIL: ")):
-        done = subprocess.run([*CLI, "selftest", str(bundle), "--trust", signing["trust"][0]], capture_output=True,
+        done = subprocess.run([*CLI, "selftest", "--model", str(bundle), "--trust", signing["trust"][0]], capture_output=True,
                               text=True, timeout=120, cwd=ROOT)
         assert done.returncode == status and done.stdout.startswith(start) and done.stdout.count("\n") == 1, done.stdout
     assert "not signed" in done.stdout

@@ -331,7 +331,7 @@ def test_the_daemon_publishes_stats_and_announces_its_camera(broker, tmp_path):
     sub = Subscriber(broker.port, "#")
     extra = (f"  camera: lobby\nmqtt:\n  enabled: true\n  port: {broker.port}\n  topic_prefix: {prefix}\n"
              f"  stats_every_s: 0.5\n  discovery_prefix: {discovery}\n")
-    proc, log = start_daemon(tmp_path, "--bundle", str(require_bundle()), "--http", "off", config=looping_builtin(extra=extra))
+    proc, log = start_daemon(tmp_path, "--model", str(require_bundle()), "--http", "off", config=looping_builtin(extra=extra))
     messages: list[tuple[str, str, bool]] = []
     try:
         def stats_with_frames():

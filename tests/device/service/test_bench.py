@@ -26,7 +26,7 @@ def test_rss_is_measured():
 def test_bench_prints_tables_and_writes_json(tmp_path: Path):
     bundle = require_bundle()
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "bench", "--bundle", str(bundle), "--seconds", "1",
+    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "bench", "--model", str(bundle), "--seconds", "1",
                            "--threads", "1", "--soak-minutes", "0.05", "--json", str(out)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The crowd benchmark: clip geometry (device/service/crowd_clips.py), matching and identity switches
+"""The crowd benchmark: clip geometry (runtime/crowd_clips.py), matching and identity switches
 (crowd_score.py), and ``edge-affectsr crowd-bench`` end to end on a tiny clip of the built-in face."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from edge_affectsr.device.service.crowd_bench import clip_plan
-from edge_affectsr.device.service.crowd_clips import BOX_FRACTION, ClipSpec, build_clip, people, trajectories
-from edge_affectsr.device.service.crowd_score import ClipScore, match
+from edge_affectsr.device.service.crowd_score import ClipScore
 from edge_affectsr.errors import UserError
+from edge_affectsr.runtime.crowd_clips import BOX_FRACTION, ClipSpec, build_clip, match, people, trajectories
 from edge_affectsr.runtime.frames import BACKGROUND
 
 from device_bundle import require_bundle
@@ -99,8 +99,8 @@ def test_identity_switches_count_changes_of_a_persons_track():
 def test_crowd_bench_command_end_to_end_on_the_builtin_face(tmp_path: Path):
     bundle = require_bundle()
     out = tmp_path / "crowd"
-    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "crowd-bench", "--bundle", str(bundle),
-                           "--sizes", "24,48", "--frame-sizes", "480x320", "--faces", "3", "--frames", "12",
+    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "crowd-bench", "--model", str(bundle),
+                           "--sizes", "24,48", "--frame-sizes", "480x320", "--people", "3", "--frames", "12",
                            "--json", str(out / "crowd.json"), "--markdown", str(out / "crowd.md"), "--plot", str(out / "crowd.png")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

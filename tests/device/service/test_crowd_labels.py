@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_affectsr.device.service.crowd_clips import people
+from edge_affectsr.runtime.crowd_clips import people
 from edge_affectsr.device.service.crowd_labels import LabelCheck
 from edge_affectsr.device.service.settings import DeviceConfig
 from edge_affectsr.runtime.bundle_models import load_bundle

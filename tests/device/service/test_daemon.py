@@ -27,7 +27,7 @@ def bundle(tmp_path_factory) -> Path:
 
 
 def test_max_frames_run_ends_by_itself_with_every_event_stored(tmp_path: Path, bundle: Path):
-    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "run", "--bundle", str(bundle), "--max-frames", "10",
+    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "run", "--model", str(bundle), "--max-frames", "10",
                            "--events-jsonl", str(tmp_path / "e.jsonl"), "--db", str(tmp_path / "e.db"), "--http", "off"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -58,7 +58,7 @@ def test_sigterm_stops_within_two_seconds_and_sighup_reloads(tmp_path: Path, bun
     counts the reload (a reload that logged but never swapped the model passed the old test); a
     tampered release is refused and the running version stays."""
     live = copy_bundle(tmp_path / "live")
-    proc, log = start_daemon(tmp_path, "--bundle", str(live), "--http", "127.0.0.1:0", config=looping_builtin())
+    proc, log = start_daemon(tmp_path, "--model", str(live), "--http", "127.0.0.1:0", config=looping_builtin())
     try:
         wait_for(lambda: len(jsonl_events(tmp_path / "events.jsonl")) >= 3, what="3 events", proc=proc, log=log)
         url = wait_for(lambda: next((line.split("HTTP API at ")[1].strip() for line in log.read_text().splitlines()
@@ -111,7 +111,7 @@ def test_sigterm_stops_within_two_seconds_and_sighup_reloads(tmp_path: Path, bun
 
 
 def test_sigkill_leaves_a_readable_db_with_every_committed_event(tmp_path: Path, bundle: Path):
-    proc, log = start_daemon(tmp_path, "--bundle", str(bundle), "--http", "off", config=looping_builtin(fps=25))
+    proc, log = start_daemon(tmp_path, "--model", str(bundle), "--http", "off", config=looping_builtin(fps=25))
     try:
         wait_for(lambda: len(jsonl_events(tmp_path / "events.jsonl")) >= 8, what="8 events", proc=proc, log=log)
     finally:
@@ -142,7 +142,7 @@ print("not reached")
 def test_the_watchdog_reopens_a_silent_source(tmp_path: Path, bundle: Path):
     config = ("capture:\n  source: {kind: builtin, frames: 60, loop: true, fps: 0.5}\n  newest_frame_wins: true\n"
               "watchdog:\n  no_frames_s: 0.5\n")
-    proc, log = start_daemon(tmp_path, "--bundle", str(bundle), "--http", "off", config=config)
+    proc, log = start_daemon(tmp_path, "--model", str(bundle), "--http", "off", config=config)
     try:
         wait_for(lambda: "reopening the source" in log.read_text(), what="a reconnect", proc=proc, log=log)
         wait_for(lambda: jsonl_events(tmp_path / "events.jsonl"), what="events after reopening", proc=proc, log=log)

@@ -46,7 +46,7 @@ def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProc
 
 
 def test_run_on_a_corrupt_video_file_exits_2_naming_it(bundle, corrupt, tmp_path):
-    done = cli("run", "--bundle", str(bundle), "--source", str(corrupt), "--http", "off", "--db", "off", cwd=tmp_path)
+    done = cli("run", "--model", str(bundle), "--source", str(corrupt), "--http", "off", "--db", "off", cwd=tmp_path)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and last == (f"error: cannot open the video file {corrupt}: not a video OpenCV can "
                                              "read (corrupt, or a container this OpenCV build lacks)"), done.stderr[-2000:]
@@ -55,7 +55,7 @@ def test_run_on_a_corrupt_video_file_exits_2_naming_it(bundle, corrupt, tmp_path
 
 def test_bench_seconds_1_returns_on_a_corrupt_video(bundle, corrupt, tmp_path):
     start = time.monotonic()
-    done = cli("bench", "--bundle", str(bundle), "--video", str(corrupt), "--seconds", "1", "--threads", "1", cwd=tmp_path)
+    done = cli("bench", "--model", str(bundle), "--source", str(corrupt), "--seconds", "1", "--threads", "1", cwd=tmp_path)
     assert done.returncode == 2 and "corrupt.mp4" in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
     assert time.monotonic() - start < 60 and "Traceback" not in done.stderr
 
@@ -65,7 +65,7 @@ def test_a_dead_camera_is_left_to_its_growing_backoff_not_reopened_by_the_watchd
     next silent period exited 70. Now the waits reach max_s and the daemon keeps running."""
     config = ("capture:\n  source: {kind: video, uri: /dev/video99, reconnect: {initial_s: 0.05, factor: 2, max_s: 0.4}}\n"
               "watchdog:\n  no_frames_s: 0.3\n")
-    proc, log = start_daemon(tmp_path, "--bundle", str(bundle), "--http", "off", config=config)
+    proc, log = start_daemon(tmp_path, "--model", str(bundle), "--http", "off", config=config)
     try:
         wait_for(lambda: log.read_text().count("in 0.40 s") >= 3, timeout=90, what="three waits of max_s", proc=proc, log=log)
         assert proc.poll() is None
@@ -139,7 +139,7 @@ def test_healthz_is_degraded_while_the_database_fails_and_recovers(bundle, tmp_p
     """Before: with every write failing (failed_writes 130, 7 of 137 faces stored) /healthz said 200 ok."""
     with small_tmpfs(tmp_path / "small", "2m") as mnt:
         config = looping_builtin(extra="http:\n  loss_window_s: 2\n")
-        proc, log = start_daemon(tmp_path, "--bundle", str(bundle), "--db", str(mnt / "events.db"),
+        proc, log = start_daemon(tmp_path, "--model", str(bundle), "--db", str(mnt / "events.db"),
                                  "--http", "127.0.0.1:0", config=config)
         try:
             url = wait_for(lambda: next((line.split("HTTP API at ")[1].strip() for line in log.read_text().splitlines()

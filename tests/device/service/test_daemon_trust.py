@@ -43,7 +43,7 @@ def signed(tmp_path_factory) -> dict:
 
 
 def test_run_refuses_to_start_on_an_unsigned_bundle(signed, tmp_path: Path):
-    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "run", "--bundle", str(signed["unsigned"]),
+    done = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "run", "--model", str(signed["unsigned"]),
                            "--trust", str(signed["pub"]), "--max-frames", "1", "--http", "off", "--db", "off"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     last = done.stderr.strip().splitlines()[-1]
@@ -53,7 +53,7 @@ def test_run_refuses_to_start_on_an_unsigned_bundle(signed, tmp_path: Path):
 
 def test_sighup_reload_checks_the_signature_again(signed, tmp_path: Path):
     live = release(signed["base"], tmp_path / "live", "1.0-signed", signed["key"])
-    proc, log = start_daemon(tmp_path, "--bundle", str(live), "--trust", str(signed["pub"]), "--http", "off",
+    proc, log = start_daemon(tmp_path, "--model", str(live), "--trust", str(signed["pub"]), "--http", "off",
                              config=looping_builtin())
     events = tmp_path / "events.jsonl"
     try:

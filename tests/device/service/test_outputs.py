@@ -42,7 +42,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_run_save_and_report_on_a_video_file(tmp_path: Path, bundle: Path):
     write_builtin_video(tmp_path / "clip.avi", frames=60, fps=10.0)
     clip = BuiltinSequence(frames=60)
-    done = cli(tmp_path, "run", "--bundle", str(bundle), "--source", "clip.avi", "--max-frames", str(CLIP_FRAMES),
+    done = cli(tmp_path, "run", "--model", str(bundle), "--source", "clip.avi", "--max-frames", str(CLIP_FRAMES),
                "--save", "out/annotated.mp4",               "--report", "out/faces.csv", "--events-jsonl", "events.jsonl", "--db", "off", "--http", "off")
     assert done.returncode == 0, done.stderr[-3000:]
     frames = video_frames(tmp_path / "out" / "annotated.mp4")
@@ -73,7 +73,7 @@ def test_process_a_folder_names_each_file_in_the_report_the_events_and_the_video
     for i, name in enumerate(names):
         cv2.imwrite(str(folder / name), clip.render(i * 9))  # far apart in the clip: faces in different places
     (folder / "notes.jpg").write_bytes(b"not an image")  # skipped, named in the log, no frame
-    done = cli(tmp_path, "process", "--bundle", str(bundle), "--source", "photos", "--save", "faces.avi",
+    done = cli(tmp_path, "process", "--model", str(bundle), "--source", "photos", "--save", "faces.avi",
                "--events-jsonl", "events.jsonl")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(done.stdout.splitlines()))  # --report defaults to stdout

@@ -97,7 +97,7 @@ def test_the_daemon_speaks_the_protocol_from_start_to_stop(listener, tmp_path):
     (tmp_path / "device.yaml").write_text(looping_builtin(fps=12))
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}
     log = tmp_path / "daemon.log"
-    proc = subprocess.Popen([sys.executable, "-m", "edge_affectsr.cli", "run", "--bundle", str(bundle), "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "edge_affectsr.cli", "run", "--model", str(bundle), "--config",
                              str(tmp_path / "device.yaml"), "--events-jsonl", "off", "--db", "off", "--http", "off"],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     messages: list[tuple[float, str]] = []

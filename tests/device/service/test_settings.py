@@ -51,7 +51,7 @@ def test_errors_name_every_bad_key(tmp_path: Path):
 def test_flags_override_the_file_and_are_validated(tmp_path: Path):
     path = tmp_path / "device.yaml"
     path.write_text("store:\n  path: a.db\n  retention_days: 7\nhttp:\n  port: 9000\n")
-    args = type("A", (), {"bundle": "b", "source": str(tmp_path), "max_frames": 5, "events_jsonl": "off",
+    args = type("A", (), {"model": "b", "source": str(tmp_path), "max_frames": 5, "events_jsonl": "off",
                           "db": "x.db", "http": "[::1]:9100"})()
     cfg = load_device_config(path, _overrides(args))
     assert cfg.bundle.path == "b" and cfg.capture.source.kind == "folder" and cfg.run.max_frames == 5

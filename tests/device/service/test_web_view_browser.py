@@ -65,7 +65,7 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.mark.slow
 def test_the_page_shows_the_frame_and_faces_with_expressions_in_a_real_browser(tmp_path: Path, bundle: Path):
     chromium = require_chromium()
-    proc, log = start_daemon(tmp_path, "--bundle", str(bundle), "--http", "127.0.0.1:0", config=looping_builtin(fps=8))
+    proc, log = start_daemon(tmp_path, "--model", str(bundle), "--http", "127.0.0.1:0", config=looping_builtin(fps=8))
     try:
         url = http_url(proc, log)
         with Browser(chromium, tmp_path / "profile", size=(1280, 1100)) as browser:
@@ -98,7 +98,7 @@ def test_with_preview_off_no_frame_or_face_image_is_served(tmp_path: Path, bundl
     for i in range(12):
         cv2.imwrite(str(folder / f"shot_{i:02d}.png"), clip.render(i))
     config = f"capture:\n  source: {{kind: folder, path: {folder}, loop: true}}\n  newest_frame_wins: true\n"
-    proc, log = start_daemon(tmp_path, "--bundle", str(bundle), "--http", "127.0.0.1:0", config=config)
+    proc, log = start_daemon(tmp_path, "--model", str(bundle), "--http", "127.0.0.1:0", config=config)
     try:
         url = http_url(proc, log)
         live = wait_for(lambda: (lambda m: m if m["faces"] else None)(json.loads(get(url + "/api/live")[2])),
