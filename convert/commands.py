@@ -40,6 +40,9 @@ class Convert:
         p.add_argument("--clean-model", metavar="CHECKPOINT", help="also bundle this sharp-input student as "
                        "sr_clean_int8, with a router that sends each face to it or to the camera-robust model "
                        "(needs --degradation; docs/camera.md), e.g. --degradation camera --clean-model student-x4-clean")
+        p.add_argument("--guard-reference", action="store_true", help="with --clean-model: also fit the expression "
+                       "guard's calibrated reference for camera-routed faces (off by default: on the camera cells it "
+                       "loosens the guard without telling right readings from wrong ones; docs/camera.md)")
         p.add_argument("--force", action="store_true", help="accept fewer than 200 calibration faces")
         p.add_argument("--name", default="bundle-x4", help="model name written into the manifest (default: bundle-x4)")
         p.add_argument("--sign", type=Path, metavar="KEY", help="sign the bundle's manifest with this Ed25519 private "
@@ -64,7 +67,7 @@ class Convert:
 
         report = build_bundle(resolve_model(args.model), args.data, args.out, args.target, args.val,
                               args.limit, args.force, args.name, args.degradation, signer,
-                              resolve_model(args.clean_model) if args.clean_model else None)
+                              resolve_model(args.clean_model) if args.clean_model else None, args.guard_reference)
         print(report["table"] + "\n")
         if tpu := report["checks"].get("edgetpu"):
             print(f"Edge TPU (documented rules): {tpu['ops_mapped']}/{tpu['ops_total']} ops mapped; on CPU: "

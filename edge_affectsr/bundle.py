@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from edge_affectsr.assets import sha256_file
 from edge_affectsr.errors import UserError
@@ -140,6 +140,25 @@ class Routing(_Section):
     fitted_on: dict[str, float | int | str] = Field(default_factory=dict, description="faces, degradation, accuracy")
 
 
+class GuardReference(_Section):
+    """The expression guard's reference for camera-routed faces: vector scaling of the critic's
+    reading of the bicubic upscale, ``softmax(log max(p_bicubic, floor) / temperature + bias)``,
+    fitted at convert time to the critic's reading of the HR crop (see
+    edge_affectsr.runtime.guard_reference)."""
+
+    temperature: float = Field(gt=0.0, description="divides the log-probabilities")
+    bias: list[float] = Field(description="added per class, in `classes` order")
+    classes: list[str] = Field(description="the critic's classes the bias is for, in order")
+    floor: float = Field(1e-3, gt=0.0, lt=1.0, description="probabilities are clipped to at least this before the log")
+    fitted_on: dict[str, float | int | str] = Field(default_factory=dict, description="faces, degradation, losses")
+
+    @model_validator(mode="after")
+    def _one_bias_per_class(self) -> GuardReference:
+        if len(self.bias) != len(self.classes):
+            raise ValueError(f"{len(self.bias)} biases for {len(self.classes)} classes")
+        return self
+
+
 class Manifest(_Section):
     """``manifest.json``: what is in the bundle, where it came from, and every file's sha256."""
 
@@ -154,6 +173,8 @@ class Manifest(_Section):
     landmarks: Landmarks = Field(description="the SR model's landmark subset")
     golden: Golden = Field(description="the self-test")
     routing: Routing | None = Field(None, description="with sr_clean_int8: which SR model each face goes to")
+    guard_reference: GuardReference | None = Field(
+        None, description="with routing: the expression guard's reference for faces routed to sr_int8")
     verification: dict[str, Any] = Field(default_factory=dict, description="convert's report (rows, gates); read by people, not code")
     files: dict[BundlePath, Sha256] = Field(description="relative path -> sha256 of every other file in the bundle")
 

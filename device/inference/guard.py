@@ -16,6 +16,16 @@ So the guard does not ask the SR output to agree with bicubic; it asks it to sta
 top-1 as bicubic) is reported for information. With ``fallback_to_bicubic`` the bicubic image is
 reported instead of an output that failed.
 
+On a camera-degraded face the critic's reading of bicubic is itself biased (blur and compression
+pull it towards a few classes: it agrees with the HR crop on 21-30 % of such faces), so a routed
+bundle may carry a ``guard_reference`` (:mod:`edge_affectsr.runtime.guard_reference`): a vector
+scaling of that reading fitted at convert time to the critic's reading of HR crops. On the faces
+the router sent to the camera model it replaces ``p_bicubic`` in ``plausible`` and ``kl`` (the
+event's ``reference: calibrated``); every other face, and every face of a bundle without one, is
+judged against bicubic exactly as before (``reference: bicubic``). Measured (docs/camera.md): fitted
+on CelebA camera renderings its temperature is ~17, i.e. a near-constant class prior; it raises the
+pass rate without telling right readings from wrong ones, so ``convert`` adds it only on request.
+
 A face FaceMesh rejected (aligned from the detector's keypoints, ``found=False``: its landmarks are
 the mean shape, not its own) has no input landmarks to compare with, so its landmark check is not
 made: ``landmark_error`` is NaN (``null`` in the event, whose ``landmarks: keypoints`` says why) and
@@ -62,9 +72,11 @@ from edge_affectsr import landmark_graph
 from edge_affectsr.device.reporting.events import Guard
 from edge_affectsr.metrics import kl_divergence
 from edge_affectsr.protocol import bicubic_up
+from edge_affectsr.bundle import GuardReference
 from edge_affectsr.runtime.align import CANONICAL_BOX, CANONICAL_KEYPOINTS
 from edge_affectsr.runtime.critic import FerCritic
 from edge_affectsr.runtime.detect import Detection
+from edge_affectsr.runtime.guard_reference import check_classes, reference_probabilities
 from edge_affectsr.runtime.landmarks import FaceLandmarker
 
 NUM_MESH = 468
@@ -77,8 +89,9 @@ class GuardConfig(BaseModel):
     enabled: bool = Field(
         True, description="check that the upscale kept the expression; false: every face reported as preserved")
     min_reference_prob: float = Field(
-        0.15, ge=0, le=1, description="p_bicubic of the SR output's top expression must be at least this")
-    kl_max: float = Field(1.0, ge=0, description="largest KL(p_bicubic || p_SR), nats")
+        0.15, ge=0, le=1, description="the reference's (p_bicubic, or the bundle's guard_reference on camera-routed "
+                                      "faces) probability of the SR output's top expression must be at least this")
+    kl_max: float = Field(1.0, ge=0, description="largest KL(p_reference || p_SR), nats")
     landmark_max: float = Field(
         0.10, ge=0, description="largest mean landmark distance / inter-ocular distance, FaceMesh on SR vs input")
     landmarks: bool = Field(True, description="run FaceMesh on the SR output (one more FaceMesh call per face)")
@@ -93,13 +106,15 @@ class GuardConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Verdict:
-    """The guard's result on one face: the event's ``guard`` record, both distributions, and the
-    image to report (the SR output, or bicubic after a fallback)."""
+    """The guard's result on one face: the event's ``guard`` record, the distributions (``p_reference``
+    the one the SR output was judged against: ``p_bicubic`` or its calibration), and the image to
+    report (the SR output, or bicubic after a fallback)."""
 
     guard: Guard
     p_sr: np.ndarray
     p_bicubic: np.ndarray
     image: np.ndarray
+    p_reference: np.ndarray
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -111,6 +126,26 @@ def canonical_detection(size: int) -> Detection:
     """The detection of the face in a ``size`` x ``size`` aligned crop."""
     box = tuple(v * size for v in CANONICAL_BOX)
     return Detection(box, 1.0, np.asarray(CANONICAL_KEYPOINTS, np.float32) * size)
+
+
+@dataclass(frozen=True)
+class ExpressionChecks:
+    """The guard's expression checks of one SR reading against a reference reading."""
+
+    reference_prob: float  # the reference's probability of the SR output's top class
+    plausible: bool
+    kl: float  # KL(p_reference || p_SR)
+
+    def preserved(self, config: GuardConfig, landmark_error: float) -> bool:
+        """The verdict: plausible, KL within bounds, and no landmark error over the maximum (NaN: unchecked)."""
+        return self.plausible and self.kl <= config.kl_max and not landmark_error > config.landmark_max
+
+
+def expression_checks(p_sr: np.ndarray, p_reference: np.ndarray, config: GuardConfig) -> ExpressionChecks:
+    """``plausible`` and ``kl`` of the SR reading ``p_sr`` ``[C]`` against ``p_reference`` ``[C]``."""
+    reference_prob = float(p_reference[int(np.argmax(p_sr))])
+    return ExpressionChecks(reference_prob, reference_prob >= config.min_reference_prob,
+                            kl_divergence(p_reference[None], p_sr[None]))
 
 
 @functools.lru_cache(maxsize=1)
@@ -158,46 +193,58 @@ class LandmarkSchedule:
 
 class ExpressionGuard:
     """``guard(lr, sr, landmarks_full, found)`` -> :class:`Verdict` for one face, every check made;
-    ``guard.batch(...)`` for all the faces of a frame. One instance per thread (it owns no
-    interpreter, but the critic and landmarker it is given do)."""
+    ``guard.batch(...)`` for all the faces of a frame. ``reference``: the bundle's
+    ``guard_reference`` (module doc), used on the faces flagged ``camera``. One instance per thread
+    (it owns no interpreter, but the critic and landmarker it is given do)."""
 
-    def __init__(self, critic: FerCritic, landmarker: FaceLandmarker | None, config: GuardConfig | None = None) -> None:
+    def __init__(self, critic: FerCritic, landmarker: FaceLandmarker | None, config: GuardConfig | None = None,
+                 reference: GuardReference | None = None) -> None:
         self.config = config or GuardConfig()
         self.critic = critic
         self.landmarker = landmarker if self.config.landmarks else None
         self.schedule = LandmarkSchedule(self.config.landmark_every)
+        if reference is not None:
+            check_classes(reference, critic.classes)
+        self.reference = reference
 
-    def __call__(self, lr_rgb: np.ndarray, sr_rgb: np.ndarray, landmarks_full: np.ndarray, found: bool = True) -> Verdict:
+    def __call__(self, lr_rgb: np.ndarray, sr_rgb: np.ndarray, landmarks_full: np.ndarray, found: bool = True,
+                 camera: bool = False) -> Verdict:
         """``lr_rgb`` the SR input, ``sr_rgb`` its output, ``landmarks_full`` [478, 2] in [0, 1] of the crop;
-        ``found`` False when those are the mean shape (no landmark check, module doc)."""
-        return self.batch([lr_rgb], [sr_rgb], [landmarks_full], [found])[0]
+        ``found`` False when those are the mean shape (no landmark check, module doc); ``camera`` True
+        when the router sent the face to the camera model."""
+        return self.batch([lr_rgb], [sr_rgb], [landmarks_full], [found], camera=[camera])[0]
 
     def batch(self, lr_rgb: Sequence[np.ndarray], sr_rgb: Sequence[np.ndarray], landmarks_full: Sequence[np.ndarray],
-              found: Sequence[bool], tracks: Sequence[int] | None = None) -> list[Verdict]:
+              found: Sequence[bool], tracks: Sequence[int] | None = None,
+              camera: Sequence[bool] | None = None) -> list[Verdict]:
         """The above for N faces (sequences or ``[N, ...]`` stacks) -> one verdict per face. ``tracks``
-        (each face's track id) turns on the landmark schedule; None checks every face."""
+        (each face's track id) turns on the landmark schedule; None checks every face. ``camera``
+        (per face: routed to the camera model) picks the calibrated reference; None: bicubic for all."""
         if not self.config.enabled:  # unchecked: reported as preserved, with no numbers
             guard = Guard(preserved=True, agreement=True, kl=math.nan, landmark_error=math.nan, landmark_checked=False)
-            return [Verdict(guard, p, p, sr) for p, sr in zip(self.critic.probabilities_batch(sr_rgb), sr_rgb)]
+            return [Verdict(guard, p, p, sr, p) for p, sr in zip(self.critic.probabilities_batch(sr_rgb), sr_rgb)]
         bicubic = [bicubic_up(lr, sr.shape[0]) for lr, sr in zip(lr_rgb, sr_rgb)]
         p = self.critic.probabilities_batch([*sr_rgb, *bicubic])
         n = len(sr_rgb)
-        return [self._verdict(sr_rgb[i], bicubic[i], p[i], p[n + i], landmarks_full[i], bool(found[i]),
-                              None if tracks is None else tracks[i]) for i in range(n)]
+        calibrated = np.zeros(n, bool) if camera is None or self.reference is None else np.asarray(camera, bool)
+        p_ref = p[n:].copy()
+        if calibrated.any():
+            p_ref[calibrated] = reference_probabilities(self.reference, p_ref[calibrated])
+        return [self._verdict(sr_rgb[i], bicubic[i], p[i], p[n + i], p_ref[i], bool(calibrated[i]), landmarks_full[i],
+                              bool(found[i]), None if tracks is None else tracks[i]) for i in range(n)]
 
     def _verdict(self, sr_rgb: np.ndarray, bicubic: np.ndarray, p_sr: np.ndarray, p_bic: np.ndarray,
-                 landmarks_full: np.ndarray, found: bool, track: int | None) -> Verdict:
-        top = int(np.argmax(p_sr))
-        agreement = int(np.argmax(p_bic)) == top
-        reference_prob = float(p_bic[top])
-        plausible = reference_prob >= self.config.min_reference_prob
-        kl = kl_divergence(p_bic[None], p_sr[None])
+                 p_ref: np.ndarray, calibrated: bool, landmarks_full: np.ndarray, found: bool,
+                 track: int | None) -> Verdict:
+        agreement = int(np.argmax(p_bic)) == int(np.argmax(p_sr))
+        checks = expression_checks(p_sr, p_ref, self.config)
         lm_error, checked = self._landmarks(sr_rgb, landmarks_full, found, track, agreement)
-        preserved = plausible and kl <= self.config.kl_max and not lm_error > self.config.landmark_max
+        preserved = checks.preserved(self.config, lm_error)
         fallback = not preserved and self.config.fallback_to_bicubic
-        guard = Guard(preserved=preserved, agreement=agreement, kl=kl, landmark_error=lm_error, fallback=fallback,
-                      reference_prob=reference_prob, landmark_checked=checked)
-        return Verdict(guard, p_sr, p_bic, bicubic if fallback else sr_rgb)
+        guard = Guard(preserved=preserved, agreement=agreement, kl=checks.kl, landmark_error=lm_error, fallback=fallback,
+                      reference_prob=checks.reference_prob, landmark_checked=checked,
+                      reference="calibrated" if calibrated else "bicubic")
+        return Verdict(guard, p_sr, p_bic, bicubic if fallback else sr_rgb, p_ref)
 
     def _landmarks(self, sr_rgb: np.ndarray, landmarks_full: np.ndarray, found: bool, track: int | None,
                    agreement: bool) -> tuple[float, bool]:

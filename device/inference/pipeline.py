@@ -176,7 +176,7 @@ class Pipeline:
         self.bundle = bundle
         self.detector = TrackingDetector(bundle.detector, bundle.roi_detector, self._roi_config)
         self.aligner = Aligner(bundle.sr.lr_size, bundle.nodes, self._align_config)
-        self.guard = ExpressionGuard(bundle.critic, bundle.landmarker, self._guard_config)
+        self.guard = ExpressionGuard(bundle.critic, bundle.landmarker, self._guard_config, bundle.manifest.guard_reference)
 
     def process(self, frame: Frame, source: str = "") -> FrameResult:
         """Run every stage on one frame; never raises for bad input (counted under ``errors``)."""
@@ -264,7 +264,7 @@ class Pipeline:
         sr = self._timed_batch(result, "sr", faces, self.bundle.sr, lr, landmarks, found)
         routes = self._routes(len(faces))
         verdicts = self._timed_batch(result, "guard", faces, self.guard.batch, lr, sr, landmarks, found,
-                                     [c.track_id for c in faces])
+                                     [c.track_id for c in faces], [r == "camera" for r in routes])
         return [self._result(c, s, v, r, frame, source, result) for c, s, v, r in zip(faces, sr, verdicts, routes)]
 
     def _routes(self, n: int) -> list[str | None]:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 
 LANDMARK_PATHS = ("facemesh", "keypoints")  # how a face was aligned (FaceEvent.landmarks)
+GUARD_REFERENCES = ("bicubic", "calibrated")  # what the guard compared with (Guard.reference)
 
 
 def utc_now_iso() -> str:
@@ -61,7 +62,10 @@ class Guard:
     ``reference_prob``: the bicubic upscale's probability of the SR output's top expression (the
     plausibility the guard tests; NaN in events written before it was recorded); ``landmark_checked``:
     FaceMesh ran on this very output (False: the check is off, the face had no landmarks, or the
-    guard's schedule skipped it and ``landmark_error`` is the track's last measured one).
+    guard's schedule skipped it and ``landmark_error`` is the track's last measured one);
+    ``reference``: what ``kl`` and ``reference_prob`` were measured against: ``bicubic`` (the critic's
+    reading of the bicubic upscale; also every event written before the field) or ``calibrated``
+    (the bundle's ``guard_reference`` of that reading, on faces routed to the camera model).
     """
 
     preserved: bool
@@ -71,10 +75,13 @@ class Guard:
     fallback: bool = False
     reference_prob: float = math.nan
     landmark_checked: bool = True
+    reference: str = "bicubic"
 
     def __post_init__(self) -> None:
         for name in ("preserved", "agreement", "fallback", "landmark_checked"):
             object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.reference not in GUARD_REFERENCES:
+            raise ValueError(f"guard reference must be one of {GUARD_REFERENCES}, got {self.reference!r}")
         for name in ("kl", "landmark_error", "reference_prob"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
@@ -82,7 +89,8 @@ class Guard:
         """Plain JSON-ready values (non-finite numbers as None)."""
         return {"preserved": self.preserved, "agreement": self.agreement, "kl": _finite_or_none(self.kl),
                 "landmark_error": _finite_or_none(self.landmark_error), "fallback": self.fallback,
-                "reference_prob": _finite_or_none(self.reference_prob), "landmark_checked": self.landmark_checked}
+                "reference_prob": _finite_or_none(self.reference_prob), "landmark_checked": self.landmark_checked,
+                "reference": self.reference}
 
 
 class Record:

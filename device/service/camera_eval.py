@@ -30,6 +30,7 @@ from edge_affectsr.runtime.detect import DetectorConfig
 from edge_affectsr.runtime.frames import paste
 from edge_affectsr.runtime.interpreter import InterpreterConfig
 from edge_affectsr.runtime.landmarks import LandmarkConfig
+from edge_affectsr.device.inference.guard import expression_checks
 from edge_affectsr.device.inference.pipeline import FaceResult, Pipeline
 from edge_affectsr.device.service.camera_small import SmallFaces, small_faces
 from edge_affectsr.errors import UserError
@@ -77,16 +78,22 @@ def pipeline_faces(bundle: LoadedBundle, files: list[Path]) -> tuple[list[FaceRe
 
 def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipeline: Pipeline) -> dict:
     """PSNR and expression agreement against the HR crop (``hr_labels``: the critic's top-1 on each),
-    and the guard's verdict numbers."""
+    and the guard's verdict numbers: with the bundle's reference (the calibrated one on faces routed
+    to the camera model, when the bundle has one) and, from the same readings and landmark check,
+    with the plain bicubic reference on every face (``*_bicubic_reference``)."""
     rows = []
-    min_prob = pipeline.guard.config.min_reference_prob
+    config = pipeline.guard.config
     for i, (face, hr_label) in enumerate(zip(faces, hr_labels)):
         out = OUTPUTS[name](face, faces[(i + 1) % len(faces)])
-        verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full, face.aligned.found)
+        verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full, face.aligned.found,
+                                 camera=face.event.sr_model == "camera")
         g = verdict.guard
+        bicubic = expression_checks(verdict.p_sr, verdict.p_bicubic, config).preserved(config, g.landmark_error)
         rows.append((psnr(out, face.aligned.hr), int(np.argmax(verdict.p_sr) == hr_label), g.agreement,
-                     g.reference_prob >= min_prob, g.kl, g.landmark_error, g.preserved))
-    psnrs, agree_hr, agree_bic, plaus, kl, lm_err, passed = (np.array(c, dtype=float) for c in zip(*rows))
+                     g.reference_prob >= config.min_reference_prob, g.kl, g.landmark_error, g.preserved, bicubic,
+                     g.reference == "calibrated"))
+    psnrs, agree_hr, agree_bic, plaus, kl, lm_err, passed, passed_bic, calibrated = (np.array(c, dtype=float)
+                                                                                     for c in zip(*rows))
     finite, finite_psnr = lm_err[np.isfinite(lm_err)], psnrs[np.isfinite(psnrs)]
     return {
         "output": name, "psnr_vs_hr": float(finite_psnr.mean()) if finite_psnr.size else None,
@@ -95,8 +102,19 @@ def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipel
         "landmark_error_median": float(np.median(finite)) if finite.size else None,
         # of the faces whose landmarks were checked (not those aligned from keypoints: NaN)
         "no_face_in_output": float(np.isinf(lm_err).sum() / checked) if (checked := (~np.isnan(lm_err)).sum()) else None,
-        "guard_pass": float(passed.mean()),
+        "guard_pass": float(passed.mean()), "guard_calibrated_reference": float(calibrated.mean()),
+        "guard_pass_bicubic_reference": float(passed_bic.mean()),
+        **discrimination(passed, agree_hr.astype(bool), ""), **discrimination(passed_bic, agree_hr.astype(bool), "_bicubic_reference"),
     }
+
+
+def discrimination(passed: np.ndarray, right: np.ndarray, suffix: str) -> dict[str, float | None]:
+    """The guard's pass rate among the outputs the critic reads as the HR crop (``right``: same top-1)
+    and among the others: a useful guard passes the first clearly more often. None where no output."""
+    def rate(mask: np.ndarray) -> float | None:
+        return float(passed[mask].mean()) if mask.any() else None
+
+    return {f"guard_pass_if_right{suffix}": rate(right), f"guard_pass_if_wrong{suffix}": rate(~right)}
 
 
 def select_photos(data: Path, faces: int, stride: int, offset: int) -> list[Path]:
@@ -158,7 +176,8 @@ def headline(report: dict) -> str:
     """One line naming what was run (small mode: the cell, the frame, the tiles and how many faces were found)."""
     if report.get("mode") != "small":
         return (f"{report['faces']} of {report['photos']} photos from {report['data']} through the camera path "
-                f"({report['bundle']}); the guard compares each output with bicubic")
+                f"({report['bundle']}); the guard compares each output with bicubic (or, on camera-routed faces, the "
+                f"bundle's calibrated reference where it has one)")
     o, cols_rows = report["outcomes"], "x".join(map(str, report["tiles"]))
     device = (f"; {report['found_at_device_tiles']} with the device's default tiles"
               if "found_at_device_tiles" in report else "")
@@ -211,7 +230,23 @@ def markdown(report: dict) -> str:
         db = "–" if r["psnr_vs_hr"] is None else f"{r['psnr_vs_hr']:.2f}"
         lines.append(f"| {r['output']} | {db} | {r['agreement_with_hr']:.3f} | {r['guard_agreement']:.3f} | {r['guard_plausible']:.3f} | "
                      f"{r['kl_median']:.3f} | {lm} | {no_face} | {r['guard_pass']:.3f} |")
-    return "\n".join(lines + path_table(report))
+    return "\n".join(lines + reference_table(report["rows"]) + path_table(report))
+
+
+def reference_table(rows: list[dict]) -> list[str]:
+    """The guard with the plain bicubic reference on every face against the bundle's (its calibrated
+    reference on camera-routed faces, when it has one); "right": the critic reads the output as the HR crop."""
+    def rate(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    lines = ["", "Guard passes by reference: bicubic on every face → the bundle's (calibrated on the share of faces "
+             "shown); among outputs whose top-1 is the HR crop's (right) and the others (wrong).", "",
+             "| output | calibrated reference | passes | passes if right | passes if wrong |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        cells = [f"{rate(r[f'{key}_bicubic_reference'])} → {rate(r[key])}"
+                 for key in ("guard_pass", "guard_pass_if_right", "guard_pass_if_wrong")]
+        lines.append(f"| {r['output']} | {r['guard_calibrated_reference']:.2f} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(report: dict, json_path: Path | None, markdown_path: Path | None) -> None:

@@ -19,7 +19,8 @@ rotation reaches it count as misses, as they would on a camera). Per clip:
 ``--candidates`` adds a detector-only comparison: each candidate detector scans every region of its
 schedule on every ``CANDIDATE_STRIDE``-th frame (no rotation, no tracking): what a model and a zoom
 schedule can find, and what a full scan costs. The candidates' model files come from the installed
-mediapipe wheel (a workstation measurement; the device runs its bundle's file).
+mediapipe wheel (a workstation measurement; the device runs its bundle's file), except the int8
+detector's, which is the bundle's (its row is left out for a bundle without one).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from edge_affectsr.device.service.crowd_landmarks import LandmarkCheck
 from edge_affectsr.device.service.crowd_score import ClipScore
 from edge_affectsr.device.service.settings import DeviceConfig
 from edge_affectsr.errors import UserError
-from edge_affectsr.runtime.bundle_models import LoadedBundle, load_bundle
+from edge_affectsr.runtime.bundle_models import DETECTOR_INT8, LoadedBundle, load_bundle
 from edge_affectsr.runtime.crowd_clips import MATCH_RULE, Clip, ClipSpec, build_clip, people
 from edge_affectsr.runtime.detect import MODELS, Detection, DetectorConfig, FaceDetector, mediapipe_model_path
 from edge_affectsr.runtime.interpreter import InterpreterConfig
@@ -59,6 +60,7 @@ class Candidate:
     label: str
     model: str
     config: DetectorConfig
+    bundle_model: str | None = None  # a model key of the bundle, run instead of mediapipe's file (its int8 detector)
 
 
 CANDIDATES = (
@@ -68,6 +70,7 @@ CANDIDATES = (
     Candidate("short-range, zoom to 20 px", "short_range", DetectorConfig(min_face_px=20)),
     Candidate("short-range, zoom to 16 px", "short_range", DetectorConfig(min_face_px=16)),
     Candidate("full-range sparse, zoom to 16 px", "full_range", DetectorConfig(min_face_px=16)),
+    Candidate("short-range int8, zoom to 20 px", "short_range", DetectorConfig(min_face_px=20), DETECTOR_INT8),
 )
 
 
@@ -154,11 +157,18 @@ def describe(spec: ClipSpec) -> dict[str, Any]:
             "faces": spec.faces, "frames": spec.frames, "degradation": spec.degradation}
 
 
-def run_candidate(candidate: Candidate, clips: list[Clip], threads: int) -> dict[str, Any]:
+def candidate_file(candidate: Candidate, bundle: LoadedBundle) -> Path | None:
+    """The candidate's model file: mediapipe's, or the bundle's (None when the bundle has no such model)."""
+    if candidate.bundle_model is None:
+        return mediapipe_model_path(MODELS[candidate.model].file)
+    entry = bundle.manifest.models.get(candidate.bundle_model)
+    return None if entry is None else bundle.path / entry.file
+
+
+def run_candidate(candidate: Candidate, model: Path, clips: list[Clip], threads: int) -> dict[str, Any]:
     """A detector alone, every region of its schedule on every CANDIDATE_STRIDE-th frame of each clip."""
     config = candidate.config.model_copy(update={"tiles_per_call": None})
-    detector = FaceDetector(mediapipe_model_path(MODELS[candidate.model].file), config,
-                            InterpreterConfig(threads=threads).on_cpu())
+    detector = FaceDetector(model, config, InterpreterConfig(threads=threads).on_cpu())
     rows = []
     for clip in clips:
         score, ms = ClipScore(clip.spec.faces), []
@@ -191,10 +201,13 @@ def crowd_bench(config: DeviceConfig, bundle_path: str | None, data: Path | None
     results = [run_clip(bundle, config, clip, hr_faces) for clip in tqdm(clips, desc="crowd clips", unit="clip", dynamic_ncols=True)]
     report = {"match_rule": MATCH_RULE, "data": str(data) if data else "built-in face", "people": len(hr_faces),
               "bundle": bundle.name, "threads": threads, "detector": config.detector.model_dump(mode="json"),
+              "detector_model": bundle.detector_file.name,
               "roi": config.roi.model_dump(mode="json"), "tracker": config.tracker.model_dump(mode="json"),
               "smoothing": config.smoothing.model_dump(mode="json"), "clips": results,
               "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}}
     if candidates:
         report["candidate_stride"] = CANDIDATE_STRIDE
-        report["candidates"] = [run_candidate(c, clips, threads) for c in tqdm(CANDIDATES, desc="detector candidates", unit="detector")]
+        found = [(c, file) for c in CANDIDATES if (file := candidate_file(c, bundle)) is not None]
+        report["candidates"] = [run_candidate(c, file, clips, threads)
+                                for c, file in tqdm(found, desc="detector candidates", unit="detector")]
     return report

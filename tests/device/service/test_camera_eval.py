@@ -55,8 +55,19 @@ def test_guard_separates_kept_from_destroyed_expressions(report):
 def test_report_files(report, tmp_path):
     write_report(report, tmp_path / "r.json", tmp_path / "r.md")
     table = (tmp_path / "r.md").read_text()
-    assert table.startswith("| output |") and table.count("\n") == len(OUTPUTS) + 2
+    scores, by_reference = [block for block in table.split("\n\n") if block.startswith("|")][:2]
+    assert table.startswith("| output |") and len(scores.splitlines()) == len(by_reference.splitlines()) == len(OUTPUTS) + 2
     assert markdown(report) in table
+
+
+def test_without_a_guard_reference_both_references_are_bicubic_and_the_pass_rates_split_by_rightness(report):
+    """The shipped bundle has no guard_reference: the bundle's guard is the bicubic one; the pass rate
+    is the mix of the rates among outputs read as the HR crop and the others, weighted by agreement."""
+    for r in report["rows"]:
+        assert r["guard_calibrated_reference"] == 0.0 and r["guard_pass"] == r["guard_pass_bicubic_reference"]
+        a, right, wrong = r["agreement_with_hr"], r["guard_pass_if_right"], r["guard_pass_if_wrong"]
+        mixed = (a * right if a else 0.0) + ((1 - a) * wrong if a < 1 else 0.0)
+        assert mixed == pytest.approx(r["guard_pass"])
 
 
 def test_too_few_photos_is_a_clear_error(tmp_path):
