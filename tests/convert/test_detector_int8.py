@@ -99,7 +99,7 @@ def test_the_bundle_records_the_detector_gates_and_they_passed(built):
 
 def test_the_runtime_picks_int8_and_finds_the_builtin_clips_face(built):
     bundle, _ = built
-    loaded = load_bundle(bundle)
+    loaded = load_bundle(bundle, detector=DetectorConfig(tiles_per_call=None))  # every tile every frame
     assert loaded.detector_file.name == "face_detection_short_range_int8.tflite"
     assert loaded.detector.model.input().dtype == np.int8
     seq = BuiltinSequence(frames=30)

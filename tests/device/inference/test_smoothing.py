@@ -45,6 +45,30 @@ def test_smoothing_cuts_flicker_and_follows_a_real_change(config):
     assert 100 <= first_sad <= 100 + int(0.5 * FPS) and smooth[-20:] == [4] * 20  # the change comes through in 0.5 s
 
 
+@pytest.mark.parametrize("method", ["one_euro", "ema"])
+def test_a_track_is_not_labelled_by_its_first_reading_alone(method):
+    """A happy face (0.55 happy, 0.15 neutral) whose first reading says sad at 0.55 (a bad first upscale):
+    started at the mean, the smoothed label is happy from the second reading on; started at the first
+    reading, the sad reading holds the label for the readings after it."""
+    readings = np.full((25, CLASSES), 0.05)
+    readings[:, 3], readings[:, 6] = 0.55, 0.15
+    readings[0] = np.full(CLASSES, 0.075)
+    readings[0, 4] = 0.55
+    mean = smoothed_labels(SmoothingConfig(method=method), readings)
+    first = smoothed_labels(SmoothingConfig(method=method, start="first"), readings)
+    assert mean[0] == first[0] == 4  # one reading: nothing else to go on
+    assert mean[1:] == [3] * 24
+    assert first[1:3] == [4, 4]
+
+
+def test_the_mean_start_is_the_running_mean_until_the_filter_weighs_more():
+    readings = noisy_readings(8, top=2, second=5)
+    smoother = ExpressionSmoother(SmoothingConfig(method="ema", alpha=0.2))
+    values = [smoother(1, p, i / FPS) for i, p in enumerate(readings)]
+    np.testing.assert_allclose(values[4], readings[:5].mean(axis=0))  # weights 1, 1/2, .., 1/5: the mean
+    np.testing.assert_allclose(values[5], 0.2 * readings[5] + 0.8 * values[4])  # then alpha (0.2 > 1/6)
+
+
 def test_smoothed_vectors_stay_distributions():
     smoother = ExpressionSmoother(SmoothingConfig())
     for i, p in enumerate(noisy_readings(40, 0, 1)):

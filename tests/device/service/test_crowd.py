@@ -120,3 +120,24 @@ def test_crowd_bench_command_end_to_end_on_the_builtin_face(tmp_path: Path):
     bad = subprocess.run([sys.executable, "-m", "edge_affectsr.cli", "crowd-bench", "--sizes", "16,x"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "--sizes" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_label_statistics_are_pooled_over_seeds_with_each_seeds_range():
+    from edge_affectsr.device.service.crowd_labels import pool, rates
+
+    def clip(seed: int, labelled: int, seconds: float, changes: tuple[int, int], agreed: tuple[int, int, int]) -> dict:
+        counts = {"changes_raw": changes[0], "changes_smoothed": changes[1], "agreed_raw": agreed[0],
+                  "agreed_smoothed": agreed[1], "agreed_vote": agreed[2]}
+        labels = {"labelled_faces": labelled, "track_seconds": seconds, **rates(labelled, seconds, counts), **counts}
+        return {"frame": "1280x720", "face_px": 32, "faces": 20, "seed": seed, "labels": labels}
+
+    clips = [clip(0, 100, 10.0, (40, 10), (60, 55, 50)), clip(1, 300, 30.0, (60, 30), (120, 150, 140)),
+             {**clip(0, 10, 1.0, (1, 0), (5, 5, 5)), "face_px": 16}]
+    rows = pool(clips)
+    assert [(r["face_px"], r["seeds"]) for r in rows] == [(32, [0, 1]), (16, [0])]
+    row = rows[0]
+    assert row["labelled_faces"] == 400 and row["track_seconds"] == 40.0
+    assert row["flicker_raw"] == 2.5 and row["flicker_smoothed"] == 1.0  # 100 and 40 changes in 40 track-s
+    assert row["agreement_raw"] == 0.45 and row["agreement_smoothed"] == 0.5125 and row["agreement_vote"] == 0.475
+    assert row["seed_range"]["flicker_ratio"] == [0.25, 0.5]
+    assert row["seed_range"]["agreement_gain"] == [-0.05, 0.1]  # seed 0 lost 5 points, seed 1 gained 10
