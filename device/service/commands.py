@@ -282,8 +282,9 @@ class CrowdBench:
                                                    "e.g. 1,30 (default: none)")
         p.add_argument("--frames", type=int, default=40, help="frames per clip (default: 40)")
         p.add_argument("--degradation", default="jpeg", help="camera model: lens, jpeg, h264, camera, camera-hard or clean (default: jpeg)")
-        p.add_argument("--seed", type=int, default=0, help="people, placement and degradation seed (default: 0)")
-        p.add_argument("--seeds", help="run every clip once per seed, e.g. 0,1,2, and pool the label statistics "
+        seed = p.add_mutually_exclusive_group()
+        seed.add_argument("--seed", type=int, default=0, help="people, placement and degradation seed (default: 0)")
+        seed.add_argument("--seeds", help="run every clip once per seed, e.g. 0,1,2, and pool the label statistics "
                                        "over them with each seed's min and max (instead of --seed)")
         p.add_argument("--threads", type=int, default=2, help="interpreter threads (default: 2)")
         p.add_argument("--candidates", action="store_true", help="also compare detector models and schedules (detector only)")

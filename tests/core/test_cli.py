@@ -109,6 +109,7 @@ def test_both_old_positionals_of_upscale(capsys):
     (["convert", "--model", "a", "--calib", "d", "--data", "d", "--out", "o"], "not allowed with argument --calib"),
     (["selftest"], "--model is required"),
     (["convert", "--model", "a", "--out", "o"], "--data is required"),
+    (["crowd-bench", "--seeds", "0,1", "--seed", "2"], "argument --seed: not allowed with argument --seeds"),
 ])
 def test_old_and_new_spelling_together_or_neither_is_a_usage_error(capsys, argv, words):
     with pytest.raises(SystemExit) as stop:
