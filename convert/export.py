@@ -4,6 +4,13 @@ Inputs: ``img`` ``[1, 3, h, w]`` in [0, 1] (NCHW here; onnx2tf makes it NHWC) an
 ``[1, N, 2]`` normalised landmarks (kept as is with ``-kat lm``). Output: ``sr`` ``[1, H, W, 3]``,
 NHWC already: the explicit transpose after the DCR depth-to-space cancels the one onnx2tf would
 add, so the TFLite graph ends in a single DEPTH_TO_SPACE.
+
+The output is **not clipped** to [0, 1]: every runtime clips when it turns the output into pixels
+(``runtime.sr.to_uint8``; a TensorRT user of ``sr.onnx`` must too). In the graph, onnx2tf turns the
+clip into an int8 MINIMUM + RELU pair that XNNPACK does not delegate, which split the int8 model into
+three delegate partitions and took ~40 % of its CPU time (p50 1.3 -> 0.8 ms a face at 2 threads);
+the int8 output's step grows from 1/255 to ~1.4/255 (int8 vs torch on 100 calibration faces:
+46.0 -> 45.9 dB).
 """
 
 from __future__ import annotations
@@ -20,14 +27,14 @@ OPSET = 17
 
 
 class ExportWrapper(nn.Module):
-    """``img [1,3,h,w]``, ``lm [1,N,2]`` -> ``sr [1,H,W,3]``."""
+    """``img [1,3,h,w]``, ``lm [1,N,2]`` -> ``sr [1,H,W,3]``, unclipped (module docstring)."""
 
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
         self.student = student
 
     def forward(self, img: torch.Tensor, lm: torch.Tensor) -> torch.Tensor:
-        return self.student(img, lm).sr
+        return self.student(img, lm, clamp=False).sr
 
 
 def load_student(path: Path) -> tuple[nn.Module, dict]:

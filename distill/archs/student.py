@@ -6,7 +6,7 @@ Deployable by construction: 3x3/1x1 convolutions, ReLU, add/mul/concat, fully co
 a sigmoid gate, nearest-neighbour resize, static shapes. No gather/scatter (landmarks enter as
 coordinates, not as sampled image features), no SiLU/GELU/HardSwish/PReLU. The output is an
 image-space anchor (the LR input repeated scale^2 times) plus the learned residual, clipped to
-[0, 1], then depth-to-space in DCR order last, so the Edge TPU can run everything before it (it
+[0, 1] (in training; see ``forward``), then depth-to-space in DCR order last, so the Edge TPU can run everything before it (it
 cannot run DEPTH_TO_SPACE).
 """
 
@@ -115,7 +115,9 @@ class StudentSR(nn.Module):
             fixed.weight.requires_grad_(False)
         self.register_load_state_dict_pre_hook(_rename_gate_keys)
 
-    def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None, found: torch.Tensor | None = None) -> SROutput:
+    def forward(self, lr: torch.Tensor, lm: torch.Tensor | None = None, found: torch.Tensor | None = None,
+                clamp: bool = True) -> SROutput:
+        """``clamp=False`` leaves the output unclipped: the exported graph does (``convert/export.py``)."""
         r = self.cfg.scale
         feat = self.head(lr)
         nodes = None
@@ -128,5 +130,7 @@ class StudentSR(nn.Module):
                 if self.prior is not None:
                     feat = feat + self.prior(nodes)
             feat = block(feat)
-        out = torch.clamp(self.merge(torch.cat([self.tail(feat), self.anchor(lr)], dim=1)), 0.0, 1.0)
+        out = self.merge(torch.cat([self.tail(feat), self.anchor(lr)], dim=1))
+        if clamp:
+            out = torch.clamp(out, 0.0, 1.0)
         return SROutput(sr=depth_to_space_dcr(out, r), nodes=nodes, features=feat)
