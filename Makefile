@@ -214,13 +214,9 @@ docs-crowd-labels: setup
 	$(VENV)/bin/edge-affectsr crowd-bench --data $(DATA)/celeba/val --sizes 24 --crowd 1,30 --frames 48 --seed 3 \
 	    --json docs/results/crowd_labels_seed3.json --markdown docs/results/crowd_labels_seed3.md
 
-# The int8 face detector (docs/crowd.md) before a bundle ships it: the shipped bundle copied to out/bundle-x4-det8
-# with face_detector_int8 added (converted, gated; the copy is unsigned), then crowd-bench at 1280x720 with each
-# detector (detector.precision). Once bundle-x4 has face_detector_int8, run the two crowd-bench lines on it instead.
+# The int8 face detector on the device path (docs/crowd.md): crowd-bench at 1280x720 on the shipped bundle with
+# each of its detectors (detector.precision; the int8 model's gates are in docs/results/bundle_x4.md). ~10 min.
 docs-crowd-int8: setup
-	rm -rf out/bundle-x4-det8
-	$(PY) -m edge_affectsr.convert.detector_bundle --model edge_affectsr/models/bundle-x4 --data $(DATA)/celeba/train \
-	    --out out/bundle-x4-det8
-	for p in float int8; do $(VENV)/bin/edge-affectsr crowd-bench --model out/bundle-x4-det8 --set detector.precision=$$p \
+	for p in float int8; do $(VENV)/bin/edge-affectsr crowd-bench --model bundle-x4 --set detector.precision=$$p \
 	    --data $(DATA)/celeba/val --frame-sizes 1280x720 --sizes 16,24,32 --frames 24 \
 	    --json docs/results/crowd_detector_$$p.json --markdown docs/results/crowd_detector_$$p.md || exit 1; done

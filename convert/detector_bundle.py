@@ -1,14 +1,13 @@
 """A copy of an existing bundle with the int8 face detector added: converted, gated and hashed as
 ``convert`` does it, without converting the SR models again.
 
-Why: a full ``convert`` re-exports and re-verifies the SR students (the shipped bundle is also signed
-with the project key), while measuring the int8 detector on the device path (``crowd-bench``) only
-needs a bundle that has it. The copy is unsigned unless ``--sign`` is given; a failing detector gate
-writes nothing::
+Why: bundles converted before the int8 detector existed (a camera's own, converted from its own
+student) keep their SR models and their verification; re-running ``convert`` would re-export and
+re-verify every model for one new file. ``convert`` itself adds the detector to every new bundle.
+The copy is unsigned unless ``--sign`` is given; a failing detector gate writes nothing::
 
-    python -m edge_affectsr.convert.detector_bundle --model edge_affectsr/models/bundle-x4 \\
-        --data ../shared/data/celeba/train --out out/bundle-x4-det8
-"""
+    python -m edge_affectsr.convert.detector_bundle --model my-bundle \\
+        --data ../shared/data/celeba/train --out my-bundle-det8 --sign my.key"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 {
   "algorithm": "ed25519",
   "key_id": "b82eff70806a334e",
-  "signature": "ma1U8BaJ9rym/uX24LpRnZwFN+ga1IumRv3So6nUy4zMG8jjl+NiY7GPj37lhgccKYZSyCNv9FaiMEkyN3s1BA=="
+  "signature": "kmlgaQhN9pppmhIWxoi0UX6URRngK97OZAFU3b6A4nOjL/f7r1ybs/36hwNcD8wErCn2gpNy6THu+sLggK7jDg=="
 }
