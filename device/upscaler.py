@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.device.inference.budget import BudgetConfig
 from edge_affectsr.device.inference.guard import ExpressionGuard, Verdict, canonical_detection
-from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, FaceResult, Pipeline
+from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, FaceResult, Pipeline, sr_routes
 from edge_affectsr.device.reporting.events import Guard
 from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.service.settings import DeviceConfig, load_device_config
@@ -59,8 +59,9 @@ class UpscaledFace:
     fell back, ``guard.fallback``, which only ``guard.fallback_to_bicubic: true`` allows);
     ``aligned`` the 128 px aligned crop of the image ``lr`` was shrunk from (None for a crop);
     ``expression`` the critic's top class on ``sr`` and ``probabilities`` its distribution;
-    ``preserved`` the expression guard's verdict and ``guard`` its full record (agreement with the
-    bicubic upscale, KL, landmark error); ``landmarks``: ``facemesh``, or ``keypoints`` when FaceMesh
+    ``preserved`` whether the expression guard's verdict is ``preserved`` and ``guard`` its full record
+    (``verdict``: ``preserved``, ``changed`` or ``unverified``; agreement with the bicubic upscale, KL,
+    landmark error); ``landmarks``: ``facemesh``, or ``keypoints`` when FaceMesh
     rejected the face and the mean face shape stood in.
     """
 
@@ -101,7 +102,8 @@ class FaceUpscaler:
         if not is_bundle:
             self.bundle = _with_sr(self.bundle, load_model(model))
         self.classes: tuple[str, ...] = tuple(self.bundle.critic.classes)
-        self._crop_guard = ExpressionGuard(self.bundle.critic, self.bundle.landmarker, cfg.guard)
+        self._crop_guard = ExpressionGuard(self.bundle.critic, self.bundle.landmarker, cfg.guard,
+                                           self.bundle.manifest.guard_reference)
 
     @property
     def name(self) -> str:
@@ -154,7 +156,8 @@ class FaceUpscaler:
             rgb = resize(np.asarray(centre_square(Image.fromarray(rgb))), self.lr_size)
         landmarks, found = self._crop_landmarks(rgb)
         sr = self.bundle.sr(rgb[None], landmarks[None], np.array([found]))[0]
-        return self._face(None, rgb, None, self._crop_guard(rgb, sr, landmarks, found), found)
+        camera = sr_routes(self.bundle.sr, 1)[0] == "camera"  # judged as the pipeline judges a routed face
+        return self._face(None, rgb, None, self._crop_guard(rgb, sr, landmarks, found, camera), found)
 
     def _crop_landmarks(self, lr_rgb: np.ndarray) -> tuple[np.ndarray, bool]:
         """``[478, 2]`` in [0, 1] of the crop and whether FaceMesh found them (else the mean shape)."""

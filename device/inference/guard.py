@@ -12,9 +12,11 @@ So the guard does not ask the SR output to agree with bicubic; it asks it to sta
 * ``landmark_error``: FaceMesh on the SR output vs the input's landmarks (mean distance over the 468
   mesh points, over the inter-ocular distance) ≤ ``landmark_max`` (the face kept its shape).
 
-``preserved = plausible and kl <= kl_max and landmark_error <= landmark_max``; ``agreement`` (same
-top-1 as bicubic) is reported for information. With ``fallback_to_bicubic`` the bicubic image is
-reported instead of an output that failed.
+The verdict has three values: ``preserved`` when ``plausible and kl <= kl_max and landmark_error <=
+landmark_max``, else ``changed``, and, on camera-routed faces only, ``unverified`` (below);
+``agreement`` (same top-1 as bicubic) is reported for information. With ``fallback_to_bicubic`` the
+bicubic image is reported instead of a ``changed`` output, never instead of an ``unverified`` one
+(nothing says it is wrong). The event's boolean ``preserved`` is ``verdict == "preserved"``.
 
 On a camera-degraded face the critic's reading of bicubic is itself biased (blur and compression
 pull it towards a few classes: it agrees with the HR crop on 21-30 % of such faces), so a routed
@@ -26,13 +28,24 @@ judged against bicubic exactly as before (``reference: bicubic``). Measured (doc
 on CelebA camera renderings its temperature is ~17, i.e. a near-constant class prior; it raises the
 pass rate without telling right readings from wrong ones, so ``convert`` adds it only on request.
 
+So on those faces the guard says what it can verify and no more (``camera_faces: landmarks``, the
+default): a camera-routed face is judged by the landmark check alone (FaceMesh on the SR output vs
+the input's landmarks, the schedule below included), and where there is no landmark check (a face
+aligned from the detector's keypoints, or ``landmarks: false``) its verdict is ``unverified``. On
+those faces the expression checks pass ~50 % of SR outputs whether the SR's reading is the HR
+crop's or not (camera-eval --small, docs/camera.md), so a pass or a failure from them would be a coin
+toss reported as a measurement. ``kl`` and ``reference_prob`` are still recorded there, for
+information. ``camera_faces: all_checks`` judges them as every other face. Faces the router sent to
+the clean model, and every face of a bundle without routing, are judged by every check either way.
+
 A face FaceMesh rejected (aligned from the detector's keypoints, ``found=False``: its landmarks are
 the mean shape, not its own) has no input landmarks to compare with, so its landmark check is not
 made: ``landmark_error`` is NaN (``null`` in the event, whose ``landmarks: keypoints`` says why) and
-the verdict rests on plausibility and KL. Neither stand-in reference works (camera-eval --small,
-lens:32 / jpeg:24 / h264:24, 25 / 50 / 52 such faces): the clean HR crop itself is 0.28-0.31
-inter-ocular distances from the mean shape (every output would fail 0.10), and FaceMesh finds a
-face in the bicubic upscale of 0-2 % of them (in the SR output of 12-40 %, in the HR crop of 88-96 %).
+the verdict rests on plausibility and KL (``unverified`` when the face is camera-routed, above).
+Neither stand-in reference works (camera-eval --small, lens:32 / jpeg:24 / h264:24, 25 / 50 / 52
+such faces): the clean HR crop itself is 0.28-0.31 inter-ocular distances from the mean shape (every
+output would fail 0.10), and FaceMesh finds a face in the bicubic upscale of 0-2 % of them (in the
+SR output of 12-40 %, in the HR crop of 88-96 %).
 
 FaceMesh runs on the 128x128 SR image as if it were a frame holding one detected face: the
 detection is the *canonical* one for an aligned crop (BlazeFace's mean box and keypoints on
@@ -62,14 +75,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_affectsr import landmark_graph
-from edge_affectsr.device.reporting.events import Guard
+from edge_affectsr.device.reporting.events import CHANGED, PRESERVED, UNVERIFIED, Guard
 from edge_affectsr.metrics import kl_divergence
 from edge_affectsr.protocol import bicubic_up
 from edge_affectsr.bundle import GuardReference
@@ -100,8 +113,14 @@ class GuardConfig(BaseModel):
                              "face); in between the track's last landmark error stands")
     landmark_on_disagreement: bool = Field(
         True, description="also run it on a face whose SR output the critic reads differently from its bicubic upscale")
+    camera_faces: Literal["landmarks", "all_checks"] = Field(
+        "landmarks", description="faces the router sent to the camera model: landmarks: judged by the landmark "
+                                 "check alone, unverified where there is none (keypoint-aligned faces, landmarks: "
+                                 "false), because on them the expression checks are noise; all_checks: the "
+                                 "expression checks too, as on every other face")
     fallback_to_bicubic: bool = Field(
-        False, description="report the bicubic upscale when the SR output is not preserved")
+        False, description="report the bicubic upscale when the guard says the SR output changed the expression "
+                           "(not when it could not verify it)")
 
 
 @dataclass(frozen=True)
@@ -136,9 +155,22 @@ class ExpressionChecks:
     plausible: bool
     kl: float  # KL(p_reference || p_SR)
 
-    def preserved(self, config: GuardConfig, landmark_error: float) -> bool:
-        """The verdict: plausible, KL within bounds, and no landmark error over the maximum (NaN: unchecked)."""
-        return self.plausible and self.kl <= config.kl_max and not landmark_error > config.landmark_max
+    def verdict(self, config: GuardConfig, landmark_error: float, landmarks_only: bool = False) -> str:
+        """All checks: ``preserved`` when plausible, KL within bounds and no landmark error over the
+        maximum (NaN: unchecked), else ``changed``; ``landmarks_only`` (a camera-routed face under
+        ``camera_faces: landmarks``): :func:`landmark_verdict`, these checks ignored."""
+        if landmarks_only:
+            return landmark_verdict(landmark_error, config)
+        kept = self.plausible and self.kl <= config.kl_max and not landmark_error > config.landmark_max
+        return PRESERVED if kept else CHANGED
+
+
+def landmark_verdict(landmark_error: float, config: GuardConfig) -> str:
+    """The landmark check alone: ``unverified`` without one (NaN), else ``preserved`` up to
+    ``landmark_max`` (inf, no face found in the output, is ``changed``)."""
+    if math.isnan(landmark_error):
+        return UNVERIFIED
+    return PRESERVED if landmark_error <= config.landmark_max else CHANGED
 
 
 def expression_checks(p_sr: np.ndarray, p_reference: np.ndarray, config: GuardConfig) -> ExpressionChecks:
@@ -219,31 +251,35 @@ class ExpressionGuard:
               camera: Sequence[bool] | None = None) -> list[Verdict]:
         """The above for N faces (sequences or ``[N, ...]`` stacks) -> one verdict per face. ``tracks``
         (each face's track id) turns on the landmark schedule; None checks every face. ``camera``
-        (per face: routed to the camera model) picks the calibrated reference; None: bicubic for all."""
+        (per face: routed to the camera model) picks the calibrated reference and, under
+        ``camera_faces: landmarks``, the landmark-only verdict; None: no face is camera-routed."""
         if not self.config.enabled:  # unchecked: reported as preserved, with no numbers
             guard = Guard(preserved=True, agreement=True, kl=math.nan, landmark_error=math.nan, landmark_checked=False)
             return [Verdict(guard, p, p, sr, p) for p, sr in zip(self.critic.probabilities_batch(sr_rgb), sr_rgb)]
         bicubic = [bicubic_up(lr, sr.shape[0]) for lr, sr in zip(lr_rgb, sr_rgb)]
         p = self.critic.probabilities_batch([*sr_rgb, *bicubic])
         n = len(sr_rgb)
-        calibrated = np.zeros(n, bool) if camera is None or self.reference is None else np.asarray(camera, bool)
+        routed = np.zeros(n, bool) if camera is None else np.asarray(camera, bool)
+        calibrated = routed & (self.reference is not None)
+        landmarks_only = routed & (self.config.camera_faces == "landmarks")
         p_ref = p[n:].copy()
         if calibrated.any():
             p_ref[calibrated] = reference_probabilities(self.reference, p_ref[calibrated])
-        return [self._verdict(sr_rgb[i], bicubic[i], p[i], p[n + i], p_ref[i], bool(calibrated[i]), landmarks_full[i],
-                              bool(found[i]), None if tracks is None else tracks[i]) for i in range(n)]
+        return [self._verdict(sr_rgb[i], bicubic[i], p[i], p[n + i], p_ref[i], bool(calibrated[i]),
+                              bool(landmarks_only[i]), landmarks_full[i], bool(found[i]),
+                              None if tracks is None else tracks[i]) for i in range(n)]
 
     def _verdict(self, sr_rgb: np.ndarray, bicubic: np.ndarray, p_sr: np.ndarray, p_bic: np.ndarray,
-                 p_ref: np.ndarray, calibrated: bool, landmarks_full: np.ndarray, found: bool,
+                 p_ref: np.ndarray, calibrated: bool, landmarks_only: bool, landmarks_full: np.ndarray, found: bool,
                  track: int | None) -> Verdict:
         agreement = int(np.argmax(p_bic)) == int(np.argmax(p_sr))
         checks = expression_checks(p_sr, p_ref, self.config)
         lm_error, checked = self._landmarks(sr_rgb, landmarks_full, found, track, agreement)
-        preserved = checks.preserved(self.config, lm_error)
-        fallback = not preserved and self.config.fallback_to_bicubic
-        guard = Guard(preserved=preserved, agreement=agreement, kl=checks.kl, landmark_error=lm_error, fallback=fallback,
-                      reference_prob=checks.reference_prob, landmark_checked=checked,
-                      reference="calibrated" if calibrated else "bicubic")
+        verdict = checks.verdict(self.config, lm_error, landmarks_only)
+        fallback = verdict == CHANGED and self.config.fallback_to_bicubic
+        guard = Guard.judged(verdict, agreement=agreement, kl=checks.kl, landmark_error=lm_error, fallback=fallback,
+                             reference_prob=checks.reference_prob, landmark_checked=checked,
+                             reference="calibrated" if calibrated else "bicubic")
         return Verdict(guard, p_sr, p_bic, bicubic if fallback else sr_rgb, p_ref)
 
     def _landmarks(self, sr_rgb: np.ndarray, landmarks_full: np.ndarray, found: bool, track: int | None,

@@ -26,7 +26,7 @@ Each face's expression is smoothed over its track (``smoothing:``,
 :mod:`~edge_affectsr.device.inference.smoothing`); the event carries the smoothed label and
 distribution and the frame's own (``raw_*``). Reporting: ``report: frame`` gives one event per face
 per processed frame; ``report: track`` one event when a track first gets an upscale and again
-whenever its (smoothed) expression label or its ``preserved`` verdict changes (a quiet log of what
+whenever its (smoothed) expression label or its guard ``verdict`` changes (a quiet log of what
 each person showed, not 25 lines a second). Either way every upscale feeds
 :mod:`~edge_affectsr.device.inference.summaries`: an event when a track ends, and a group summary
 every ``summaries.group_every_s`` seconds (:attr:`FrameResult.summaries`; :meth:`Pipeline.finish`
@@ -66,6 +66,9 @@ EXTRA_COUNTERS = {
     "budget_skipped": "Faces not upscaled because the frame's face budget (budget.max_faces) was spent.",
     "guard_landmark_checks": "SR outputs the guard ran FaceMesh on.",
     "guard_landmark_skipped": "SR outputs whose FaceMesh check the guard's schedule skipped (the track's last stood).",
+    "guard_preserved": "Upscales the guard passed (verdict preserved).",
+    "guard_changed": "Upscales the guard failed (verdict changed).",
+    "guard_unverified": "Camera-routed upscales the guard could not verify (no landmark check; guard.camera_faces).",
 }
 
 
@@ -136,12 +139,12 @@ class TrackReporter:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self._last: dict[int, tuple[str, bool]] = {}
+        self._last: dict[int, tuple[str, str]] = {}
 
-    def should_report(self, track_id: int, label: str, preserved: bool) -> bool:
+    def should_report(self, track_id: int, label: str, verdict: str) -> bool:
         if self.mode == "frame":
             return True
-        state = (label, preserved)
+        state = (label, verdict)
         changed = self._last.get(track_id) != state
         self._last[track_id] = state
         return changed
@@ -262,21 +265,15 @@ class Pipeline:
         landmarks = np.stack([c.aligned.landmarks_full for c in faces])
         found = np.array([c.aligned.found for c in faces])
         sr = self._timed_batch(result, "sr", faces, self.bundle.sr, lr, landmarks, found)
-        routes = self._routes(len(faces))
+        routes = sr_routes(self.bundle.sr, len(faces))
         verdicts = self._timed_batch(result, "guard", faces, self.guard.batch, lr, sr, landmarks, found,
                                      [c.track_id for c in faces], [r == "camera" for r in routes])
         return [self._result(c, s, v, r, frame, source, result) for c, s, v, r in zip(faces, sr, verdicts, routes)]
 
-    def _routes(self, n: int) -> list[str | None]:
-        """Which SR model each face of the last SR call went to (a routed bundle), else None each."""
-        picked = getattr(self.bundle.sr, "last_routes", None)
-        if picked is None or len(picked) != n:
-            return [None] * n
-        return ["camera" if p else "clean" for p in picked]
-
     def _result(self, face: Candidate, sr: np.ndarray, verdict: Verdict, route: str | None, frame: Frame, source: str,
                 result: FrameResult) -> FaceResult:
         """The face's event (smoothed over its track), counted, fed to the summaries, maybe reported."""
+        self._count(result, f"guard_{verdict.guard.verdict}")
         if verdict.guard.fallback:
             self._count(result, "fallbacks")
         if verdict.guard.landmark_checked:
@@ -285,7 +282,7 @@ class Pipeline:
             self._count(result, "guard_landmark_skipped")
         event = self._event(face, frame, source, verdict, route)
         self.timeline.observe(event)
-        reported = self._reporter.should_report(face.track_id, event.expression, verdict.guard.preserved)
+        reported = self._reporter.should_report(face.track_id, event.expression, verdict.guard.verdict)
         if reported:
             self._count(result, "faces")
             if self.crops is not None:
@@ -337,6 +334,15 @@ class Pipeline:
     def _count(self, result: FrameResult, counter: str, n: int = 1) -> None:
         result.counts[counter] = result.counts.get(counter, 0) + n
         self.stats.inc(counter, n)
+
+
+def sr_routes(sr: object, n: int) -> list[str | None]:
+    """Which SR model each of the ``n`` faces of ``sr``'s last call went to (``camera`` / ``clean``: a
+    routed bundle), else None each."""
+    picked = getattr(sr, "last_routes", None)
+    if picked is None or len(picked) != n:
+        return [None] * n
+    return ["camera" if p else "clean" for p in picked]
 
 
 def _rounded(classes: Sequence[str], p: np.ndarray) -> dict[str, float]:

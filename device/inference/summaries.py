@@ -5,6 +5,9 @@ want from a station or a lecture hall is what each person showed while in view a
 shows now. Both need every processed face, including those ``report: track`` does not print, so
 they are built where the faces are: from each upscale's *smoothed* distribution (``smoothing:``),
 its guard verdict, and the frames a track was detected in (upscaled or not: the budget skips some).
+A track's guard pass rate is over the upscales the guard could verify; the ``unverified`` ones
+(camera-routed faces without a landmark check, ``guard.camera_faces``) are counted beside it, since
+folding them in as passes or failures would report a coin toss as a measurement.
 
 Times: durations and the group window run on the frames' capture timestamps (monotonic seconds);
 the ``start`` / ``time`` fields are wall-clock ISO times like every event's. A track ends when the
@@ -14,6 +17,7 @@ partial group window).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -21,7 +25,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_affectsr.device.reporting.events import FaceEvent, GroupEvent, Record, TrackEvent, utc_now_iso
+from edge_affectsr.device.reporting.events import (PRESERVED, UNVERIFIED, FaceEvent, GroupEvent, Record, TrackEvent,
+                                                   utc_now_iso)
 
 LOST, END_OF_INPUT = "lost", "end of input"
 
@@ -30,7 +35,9 @@ class SummariesConfig(BaseModel):
     """The ``summaries:`` section of the device config."""
 
     model_config = ConfigDict(extra="forbid")
-    tracks: bool = Field(True, description="an event when a track ends: duration, dominant expression, guard pass rate")
+    tracks: bool = Field(
+        True, description="an event when a track ends: duration, dominant expression, guard pass rate over its verified "
+                          "upscales and how many it could not verify")
     min_upscales: int = Field(
         3, ge=1, description="a track upscaled fewer times ends without an event (a passing false detection)")
     group_every_s: float | None = Field(
@@ -48,16 +55,25 @@ class TrackLog:
     frames: int = 0
     upscales: int = 0
     passed: int = 0
+    unverified: int = 0
     labels: Counter = field(default_factory=Counter)
     prob_sum: np.ndarray | None = None
     last_event: FaceEvent | None = None
 
     def add(self, event: FaceEvent, p: np.ndarray) -> None:
         self.upscales += 1
-        self.passed += event.guard.preserved
+        self.passed += event.guard.verdict == PRESERVED
+        self.unverified += event.guard.verdict == UNVERIFIED
         self.labels[event.expression] += 1
         self.prob_sum = p.copy() if self.prob_sum is None else self.prob_sum + p
         self.last_event = event
+
+    @property
+    def pass_rate(self) -> float:
+        """The guard's pass rate over the verified upscales (an unverified face neither passed nor
+        failed); NaN when none was verified."""
+        verified = self.upscales - self.unverified
+        return self.passed / verified if verified else math.nan
 
 
 @dataclass
@@ -130,7 +146,7 @@ class ExpressionTimeline:
                           duration_s=log.last_t - log.first_t, frames=log.frames, upscales=log.upscales,
                           expression=label, share=count / log.upscales,
                           probabilities=dict(zip(self.classes, log.prob_sum / log.upscales)),
-                          guard_pass_rate=log.passed / log.upscales, ended=reason,
+                          guard_pass_rate=log.pass_rate, guard_unverified=log.unverified, ended=reason,
                           model=last.model, model_version=last.model_version)
 
     def _close_window(self, t: float, source: str) -> GroupEvent:

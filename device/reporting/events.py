@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 LANDMARK_PATHS = ("facemesh", "keypoints")  # how a face was aligned (FaceEvent.landmarks)
 GUARD_REFERENCES = ("bicubic", "calibrated")  # what the guard compared with (Guard.reference)
+PRESERVED, CHANGED, UNVERIFIED = GUARD_VERDICTS = ("preserved", "changed", "unverified")  # Guard.verdict
 
 
 def utc_now_iso() -> str:
@@ -66,6 +67,10 @@ class Guard:
     ``reference``: what ``kl`` and ``reference_prob`` were measured against: ``bicubic`` (the critic's
     reading of the bicubic upscale; also every event written before the field) or ``calibrated``
     (the bundle's ``guard_reference`` of that reading, on faces routed to the camera model).
+    ``verdict``: ``preserved``, ``changed`` or ``unverified`` (a camera-routed face the guard had no
+    check for that means anything: ``guard.camera_faces``); ``preserved`` is ``verdict ==
+    "preserved"``, kept so consumers of the boolean go on working. Omitted (events written before
+    the field), it follows ``preserved``: ``preserved`` or ``changed``, the only two there were.
     """
 
     preserved: bool
@@ -76,12 +81,19 @@ class Guard:
     reference_prob: float = math.nan
     landmark_checked: bool = True
     reference: str = "bicubic"
+    verdict: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("preserved", "agreement", "fallback", "landmark_checked"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         if self.reference not in GUARD_REFERENCES:
             raise ValueError(f"guard reference must be one of {GUARD_REFERENCES}, got {self.reference!r}")
+        if self.verdict is None:
+            object.__setattr__(self, "verdict", PRESERVED if self.preserved else CHANGED)
+        if self.verdict not in GUARD_VERDICTS:
+            raise ValueError(f"guard verdict must be one of {GUARD_VERDICTS}, got {self.verdict!r}")
+        if self.preserved != (self.verdict == PRESERVED):
+            raise ValueError(f"guard preserved={self.preserved} contradicts verdict {self.verdict!r}")
         for name in ("kl", "landmark_error", "reference_prob"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
@@ -90,7 +102,12 @@ class Guard:
         return {"preserved": self.preserved, "agreement": self.agreement, "kl": _finite_or_none(self.kl),
                 "landmark_error": _finite_or_none(self.landmark_error), "fallback": self.fallback,
                 "reference_prob": _finite_or_none(self.reference_prob), "landmark_checked": self.landmark_checked,
-                "reference": self.reference}
+                "reference": self.reference, "verdict": self.verdict}
+
+    @classmethod
+    def judged(cls, verdict: str, **numbers: Any) -> "Guard":
+        """The record of a ``verdict`` (``preserved`` set from it)."""
+        return cls(preserved=verdict == PRESERVED, verdict=verdict, **numbers)
 
 
 class Record:
@@ -202,7 +219,9 @@ class TrackEvent(Record):
     """A track that ended: who it was over its whole life. ``frames`` it was detected in, ``upscales``
     of them upscaled and labelled; ``expression`` the most frequent smoothed label of those, ``share``
     its fraction, ``probabilities`` the mean smoothed distribution; ``guard_pass_rate`` the fraction
-    the guard passed; ``ended``: ``lost`` (the tracker expired it) or ``end of input``."""
+    of its verified upscales the guard passed (NaN, ``null`` in JSON, when none was verified);
+    ``guard_unverified`` how many upscales it could not verify (0 in events written before the field:
+    every face was verified then); ``ended``: ``lost`` (the tracker expired it) or ``end of input``."""
 
     kind: ClassVar[str] = "track"
     source: str
@@ -219,18 +238,21 @@ class TrackEvent(Record):
     model: str
     model_version: str
     time: str = field(default_factory=utc_now_iso)
+    guard_unverified: int = 0
 
     def __post_init__(self) -> None:
         _set_fields(self, {"track_id": int(self.track_id), "duration_s": float(self.duration_s),
                            "frames": int(self.frames), "upscales": int(self.upscales), "share": float(self.share),
                            "probabilities": _float_map(self.probabilities),
-                           "guard_pass_rate": float(self.guard_pass_rate)})
+                           "guard_pass_rate": math.nan if self.guard_pass_rate is None else float(self.guard_pass_rate),
+                           "guard_unverified": int(self.guard_unverified)})
 
     def to_dict(self) -> dict[str, Any]:
         return {"time": self.time, "kind": self.kind, "source": self.source, "track_id": self.track_id,
                 "start": self.start, "duration_s": round(self.duration_s, 3), "frames": self.frames,
                 "upscales": self.upscales, "expression": self.expression, "share": round(self.share, 4),
-                "probabilities": _finite_map(self.probabilities, 6), "guard_pass_rate": round(self.guard_pass_rate, 4),
+                "probabilities": _finite_map(self.probabilities, 6),
+                "guard_pass_rate": _finite_or_none(self.guard_pass_rate, 4), "guard_unverified": self.guard_unverified,
                 "ended": self.ended, "model": self.model, "model_version": self.model_version}
 
 

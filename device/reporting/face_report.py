@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 STDOUT = "-"
 HEAD = ("source", "file", "frame", "time", "track_id", "x0", "y0", "x1", "y1", "landmarks", "expression")
-TAIL = ("raw_expression", "preserved", "agreement", "kl", "landmark_error", "reference_prob", "fallback",
+TAIL = ("raw_expression", "verdict", "preserved", "agreement", "kl", "landmark_error", "reference_prob", "fallback",
         "model", "model_version")
 
 
@@ -71,7 +71,7 @@ class FaceReport:
                  "expression": data["expression"], "raw_expression": data["raw_expression"],
                  "model": data["model"], "model_version": data["model_version"]}
         cells.update({f"p_{c}": data["probabilities"].get(c) for c in self.classes})
-        cells.update({k: guard[k] for k in ("preserved", "agreement", "fallback")})
+        cells.update({k: guard[k] for k in ("verdict", "preserved", "agreement", "fallback")})
         cells.update({k: None if guard[k] is None else round(guard[k], 4) for k in ("kl", "landmark_error", "reference_prob")})
         return {k: "" if v is None else v for k, v in cells.items()}
 

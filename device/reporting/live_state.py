@@ -101,7 +101,7 @@ class LiveState:
         self._faces.append(_Face(self._seq, event, face.lr if keep else None, face.sr if keep else None))
         points = self._history.pop(event.track_id, None) or deque(maxlen=self._points)
         points.append([self._seq, event.frame, [round(event.probabilities.get(c, 0.0), 3) for c in self._classes],
-                       event.guard.preserved])
+                       event.guard.verdict])
         self._history[event.track_id] = points  # most recently seen last
         while len(self._history) > self._tracks:
             self._history.popitem(last=False)
@@ -181,4 +181,5 @@ class LiveState:
 def _box(event: FaceEvent) -> dict[str, Any]:
     """What the frame overlay draws for one face."""
     return {"track_id": event.track_id, "bbox": list(event.bbox), "expression": event.expression,
-            "p": round(event.probabilities.get(event.expression, 0.0), 3), "preserved": event.guard.preserved}
+            "p": round(event.probabilities.get(event.expression, 0.0), 3), "preserved": event.guard.preserved,
+            "verdict": event.guard.verdict}

@@ -1,5 +1,6 @@
 """The annotated video a run writes with ``--save OUT.mp4``: every processed frame, each upscaled
-face boxed (green: the guard kept its expression, orange: it did not) and labelled with its track
+face boxed (green: the guard kept its expression, orange: it did not, grey: it could not verify it, a
+camera-routed face without a landmark check) and labelled with its track
 id, expression and probability, and the faces' SR outputs inset along the top edge.
 
 Why OpenCV's writer and ``mp4v``: OpenCV is a device dependency already (PyAV is not), and its
@@ -20,6 +21,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edge_affectsr.device.reporting.events import CHANGED, PRESERVED, UNVERIFIED
 from edge_affectsr.device.reporting.live_state import ShownFace
 from edge_affectsr.errors import UserError
 from edge_affectsr.reports import check_output
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 DEFAULT_FPS = 25.0
-KEPT, CHANGED = (151, 220, 61), (28, 159, 255)  # BGR: the guard kept / changed the expression
+# BGR, per guard verdict: kept / changed / not verified the expression
+COLORS = {PRESERVED: (151, 220, 61), CHANGED: (28, 159, 255), UNVERIFIED: (173, 164, 154)}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MAX_INSET = 128  # px: the SR output's own size at x4
 MIN_INSET = 16  # px: frames too small for a legible inset get none
@@ -96,7 +99,7 @@ def annotate(image: np.ndarray, faces: Sequence[ShownFace]) -> np.ndarray:
 
 
 def _color(face: ShownFace) -> tuple[int, int, int]:
-    return KEPT if face.event.guard.preserved else CHANGED
+    return COLORS[face.event.guard.verdict]
 
 
 def _label(out: np.ndarray, text: str, x: int, y: int, scale: float, color: tuple[int, int, int],

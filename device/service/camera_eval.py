@@ -7,7 +7,9 @@ the SR from the int8 model and the critic is the int8 one. Here each face is pas
 frame and taken through the device's own :class:`~device.inference.pipeline.Pipeline`; the int8 SR output and
 reference outputs (bicubic, sharpened, blurred, another person, upside down, the HR crop itself)
 are scored against the aligned HR crop and given to the expression guard, which is how its
-thresholds were chosen (docs/device.md).
+thresholds were chosen (docs/device.md). Each output's verdicts (kept / changed / not verified) are
+reported as the device's guard gives them and, from the same readings, under every check on every
+face (``guard.camera_faces: all_checks``), so one run compares the two policies.
 
 ``small=`` (``camera-eval --small PRESET:SIZE``) stages each face small in a whole degraded frame
 instead (:mod:`edge_affectsr.device.service.camera_small`); the same outputs are scored against the
@@ -31,6 +33,7 @@ from edge_affectsr.runtime.frames import paste
 from edge_affectsr.runtime.interpreter import InterpreterConfig
 from edge_affectsr.runtime.landmarks import LandmarkConfig
 from edge_affectsr.device.inference.guard import expression_checks
+from edge_affectsr.device.reporting.events import CHANGED, PRESERVED, UNVERIFIED
 from edge_affectsr.device.inference.pipeline import FaceResult, Pipeline
 from edge_affectsr.device.service.camera_small import SmallFaces, small_faces
 from edge_affectsr.errors import UserError
@@ -76,25 +79,35 @@ def pipeline_faces(bundle: LoadedBundle, files: list[Path]) -> tuple[list[FaceRe
     return results, len(files) - len(results)
 
 
+# The guard's verdicts scored per output, each from the same readings and landmark check, by the suffix
+# of their keys: "" the device's guard (its config; by default camera-routed faces judged by the landmark
+# check alone), "_all_checks" every check on every face against the bundle's reference (camera_faces:
+# all_checks), "_bicubic_reference" every check on every face against bicubic.
+POLICIES = ("", "_all_checks", "_bicubic_reference")
+
+
 def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipeline: Pipeline) -> dict:
     """PSNR and expression agreement against the HR crop (``hr_labels``: the critic's top-1 on each),
-    and the guard's verdict numbers: with the bundle's reference (the calibrated one on faces routed
-    to the camera model, when the bundle has one) and, from the same readings and landmark check,
-    with the plain bicubic reference on every face (``*_bicubic_reference``)."""
-    rows = []
+    and the guard's verdicts under each of :data:`POLICIES`: the device's (the pipeline's guard
+    config), and, from the same readings and landmark check, every check with the bundle's reference
+    (the calibrated one on faces routed to the camera model, when the bundle has one) and with the
+    plain bicubic reference on every face."""
+    rows, verdicts = [], []
     config = pipeline.guard.config
     for i, (face, hr_label) in enumerate(zip(faces, hr_labels)):
         out = OUTPUTS[name](face, faces[(i + 1) % len(faces)])
-        verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full, face.aligned.found,
-                                 camera=face.event.sr_model == "camera")
+        camera = face.event.sr_model == "camera"
+        verdict = pipeline.guard(face.aligned.lr, out, face.aligned.landmarks_full, face.aligned.found, camera=camera)
         g = verdict.guard
-        bicubic = expression_checks(verdict.p_sr, verdict.p_bicubic, config).preserved(config, g.landmark_error)
+        verdicts.append([g.verdict] + [expression_checks(verdict.p_sr, p, config).verdict(config, g.landmark_error)
+                                       for p in (verdict.p_reference, verdict.p_bicubic)])
         rows.append((psnr(out, face.aligned.hr), int(np.argmax(verdict.p_sr) == hr_label), g.agreement,
-                     g.reference_prob >= config.min_reference_prob, g.kl, g.landmark_error, g.preserved, bicubic,
-                     g.reference == "calibrated"))
-    psnrs, agree_hr, agree_bic, plaus, kl, lm_err, passed, passed_bic, calibrated = (np.array(c, dtype=float)
-                                                                                     for c in zip(*rows))
+                     g.reference_prob >= config.min_reference_prob, g.kl, g.landmark_error,
+                     g.reference == "calibrated", camera))
+    psnrs, agree_hr, agree_bic, plaus, kl, lm_err, calibrated, routed = (np.array(c, dtype=float) for c in zip(*rows))
     finite, finite_psnr = lm_err[np.isfinite(lm_err)], psnrs[np.isfinite(psnrs)]
+    right = agree_hr.astype(bool)
+    by_policy = np.array(verdicts).T
     return {
         "output": name, "psnr_vs_hr": float(finite_psnr.mean()) if finite_psnr.size else None,
         "agreement_with_hr": float(agree_hr.mean()),
@@ -102,19 +115,23 @@ def score_output(name: str, faces: list[FaceResult], hr_labels: list[int], pipel
         "landmark_error_median": float(np.median(finite)) if finite.size else None,
         # of the faces whose landmarks were checked (not those aligned from keypoints: NaN)
         "no_face_in_output": float(np.isinf(lm_err).sum() / checked) if (checked := (~np.isnan(lm_err)).sum()) else None,
-        "guard_pass": float(passed.mean()), "guard_calibrated_reference": float(calibrated.mean()),
-        "guard_pass_bicubic_reference": float(passed_bic.mean()),
-        **discrimination(passed, agree_hr.astype(bool), ""), **discrimination(passed_bic, agree_hr.astype(bool), "_bicubic_reference"),
+        "camera_routed": float(routed.mean()), "guard_calibrated_reference": float(calibrated.mean()),
+        **{key: value for suffix, v in zip(POLICIES, by_policy) for key, value in verdict_rates(v, right, suffix).items()},
     }
 
 
-def discrimination(passed: np.ndarray, right: np.ndarray, suffix: str) -> dict[str, float | None]:
-    """The guard's pass rate among the outputs the critic reads as the HR crop (``right``: same top-1)
-    and among the others: a useful guard passes the first clearly more often. None where no output."""
+def verdict_rates(verdicts: np.ndarray, right: np.ndarray, suffix: str) -> dict[str, float | None]:
+    """The shares of each verdict (``guard_pass``: preserved), the pass rate over the verified outputs,
+    and that rate among the outputs the critic reads as the HR crop (``right``: same top-1) and among
+    the others: a useful guard passes the first clearly more often. None where no output."""
+    verified, passed = verdicts != UNVERIFIED, verdicts == PRESERVED
+
     def rate(mask: np.ndarray) -> float | None:
         return float(passed[mask].mean()) if mask.any() else None
 
-    return {f"guard_pass_if_right{suffix}": rate(right), f"guard_pass_if_wrong{suffix}": rate(~right)}
+    return {f"guard_pass{suffix}": float(passed.mean()), f"guard_changed{suffix}": float((verdicts == CHANGED).mean()),
+            f"guard_unverified{suffix}": float((~verified).mean()), f"guard_pass_verified{suffix}": rate(verified),
+            f"guard_pass_if_right{suffix}": rate(verified & right), f"guard_pass_if_wrong{suffix}": rate(verified & ~right)}
 
 
 def select_photos(data: Path, faces: int, stride: int, offset: int) -> list[Path]:
@@ -177,7 +194,8 @@ def headline(report: dict) -> str:
     if report.get("mode") != "small":
         return (f"{report['faces']} of {report['photos']} photos from {report['data']} through the camera path "
                 f"({report['bundle']}); the guard compares each output with bicubic (or, on camera-routed faces, the "
-                f"bundle's calibrated reference where it has one)")
+                f"bundle's calibrated reference where it has one), and judges camera-routed faces by the landmark "
+                f"check alone (guard.camera_faces)")
     o, cols_rows = report["outcomes"], "x".join(map(str, report["tiles"]))
     device = (f"; {report['found_at_device_tiles']} with the device's default tiles"
               if "found_at_device_tiles" in report else "")
@@ -206,13 +224,13 @@ def path_table(report: dict) -> list[str]:
     if not by_path:
         return lines
     lines += ["", "| landmarks | faces | int8 SR PSNR | bicubic PSNR | gain (dB) | SR agreement with HR | "
-             "bicubic agreement with HR | SR guard passes |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "bicubic agreement with HR | SR guard: kept / changed / not verified |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for path, entry in by_path.items():
         sr, bic = entry["rows"]
         gain = "–" if None in (sr["psnr_vs_hr"], bic["psnr_vs_hr"]) else f"{sr['psnr_vs_hr'] - bic['psnr_vs_hr']:+.2f}"
         db = ["–" if r["psnr_vs_hr"] is None else f"{r['psnr_vs_hr']:.2f}" for r in (sr, bic)]
         lines.append(f"| {path} | {entry['faces']} | {db[0]} | {db[1]} | {gain} | {sr['agreement_with_hr']:.3f} | "
-                     f"{bic['agreement_with_hr']:.3f} | {sr['guard_pass']:.3f} |")
+                     f"{bic['agreement_with_hr']:.3f} | {_split(sr)} |")
     return lines
 
 
@@ -230,20 +248,44 @@ def markdown(report: dict) -> str:
         db = "–" if r["psnr_vs_hr"] is None else f"{r['psnr_vs_hr']:.2f}"
         lines.append(f"| {r['output']} | {db} | {r['agreement_with_hr']:.3f} | {r['guard_agreement']:.3f} | {r['guard_plausible']:.3f} | "
                      f"{r['kl_median']:.3f} | {lm} | {no_face} | {r['guard_pass']:.3f} |")
-    return "\n".join(lines + reference_table(report["rows"]) + path_table(report))
+    return "\n".join(lines + verdict_table(report["rows"]) + reference_table(report["rows"]) + path_table(report))
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _split(row: dict) -> str:
+    """The shares of the device guard's three verdicts, ``kept / changed / not verified``."""
+    return " / ".join(f"{row[f'guard_{key}']:.2f}" for key in ("pass", "changed", "unverified"))
+
+
+def verdict_table(rows: list[dict]) -> list[str]:
+    """The guard's three verdicts as the device gives them, against every check on every face (the
+    ``all_checks`` policy); pass rates over the verified outputs, split by rightness."""
+    lines = ["", "Guard verdicts: the device's (camera-routed faces, the share shown, judged by the landmark check "
+             "alone: not verified without one) and every check on every face (guard.camera_faces: all_checks); "
+             "passes over the verified outputs, among those whose top-1 is the HR crop's (right) and the others (wrong).",
+             "", "| output | camera-routed | kept / changed / not verified | passes of verified | if right / if wrong | "
+             "all checks: passes | all checks: if right / if wrong |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['output']} | {r['camera_routed']:.2f} | {_split(r)} | {_rate(r['guard_pass_verified'])} | "
+                     f"{_rate(r['guard_pass_if_right'])} / {_rate(r['guard_pass_if_wrong'])} | "
+                     f"{r['guard_pass_all_checks']:.3f} | {_rate(r['guard_pass_if_right_all_checks'])} / "
+                     f"{_rate(r['guard_pass_if_wrong_all_checks'])} |")
+    return lines
 
 
 def reference_table(rows: list[dict]) -> list[str]:
-    """The guard with the plain bicubic reference on every face against the bundle's (its calibrated
-    reference on camera-routed faces, when it has one); "right": the critic reads the output as the HR crop."""
-    def rate(value: float | None) -> str:
-        return "–" if value is None else f"{value:.3f}"
-
-    lines = ["", "Guard passes by reference: bicubic on every face → the bundle's (calibrated on the share of faces "
+    """Every check on every face, with the plain bicubic reference against the bundle's calibrated one
+    (on camera-routed faces); only for a bundle that has one (else the two are the same numbers)."""
+    if not any(r["guard_calibrated_reference"] for r in rows):
+        return []
+    lines = ["", "All checks, by reference: bicubic on every face → the bundle's (calibrated on the share of faces "
              "shown); among outputs whose top-1 is the HR crop's (right) and the others (wrong).", "",
              "| output | calibrated reference | passes | passes if right | passes if wrong |", "|---|---:|---:|---:|---:|"]
     for r in rows:
-        cells = [f"{rate(r[f'{key}_bicubic_reference'])} → {rate(r[key])}"
+        cells = [f"{_rate(r[f'{key}_bicubic_reference'])} → {_rate(r[f'{key}_all_checks'])}"
                  for key in ("guard_pass", "guard_pass_if_right", "guard_pass_if_wrong")]
         lines.append(f"| {r['output']} | {r['guard_calibrated_reference']:.2f} | " + " | ".join(cells) + " |")
     return lines

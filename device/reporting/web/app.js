@@ -96,6 +96,14 @@ function drawFrame(m) {
   image.src = f.url;
 }
 
+// the guard's three verdicts; events from before the third one carry only `preserved`
+const VERDICTS = {
+  preserved: { color: "#3ddc97", css: "ok", text: "✓ expression kept" },
+  changed: { color: "#ff9f1c", css: "bad", text: "✗ expression changed" },
+  unverified: { color: "#9aa4ad", css: "unverified", text: "? expression not verified" },
+};
+const verdictOf = (g) => g.verdict || (g.preserved ? "preserved" : "changed");
+
 function finishFrame(canvas, ctx, boxes, f, where) {
   view.drawn = f.seq;
   const size = Math.max(12, Math.round(f.width / 45));
@@ -103,7 +111,7 @@ function finishFrame(canvas, ctx, boxes, f, where) {
   ctx.lineWidth = Math.max(2, f.width / 320);
   for (const b of boxes) {
     const [x0, y0, x1, y1] = b.bbox;
-    const color = b.preserved ? "#3ddc97" : "#ff9f1c";
+    const color = VERDICTS[verdictOf(b)].color;
     ctx.strokeStyle = color;
     ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
     const label = `#${b.track_id} ${b.expression} ${pct(b.p)}`;
@@ -139,8 +147,8 @@ function picture(url, kind, caption) {
 
 function faceCard(f) {
   const g = f.guard || {};
-  const verdict = el("span", { class: `verdict ${g.preserved ? "ok" : "bad"}`,
-                               text: g.preserved ? "✓ expression kept" : "✗ expression changed" });
+  const shown = VERDICTS[verdictOf(g)];
+  const verdict = el("span", { class: `verdict ${shown.css}`, text: shown.text });
   const probs = el("div", { class: "probs" });
   const sorted = Object.entries(f.probabilities || {}).sort((a, b) => b[1] - a[1]);
   for (const [name, p] of sorted) {
@@ -201,7 +209,7 @@ function chart(track, points) {
     svg.append(el("svg:polyline", { points: line, fill: "none", stroke: colorOf(name), "stroke-width": "1.5" }));
   });
   points.forEach((p, i) => {  // the guard's rejections as red ticks along the bottom
-    if (!p[3]) svg.append(el("svg:rect", { x: x(i) - 1, y: H - 4, width: 2, height: 4, fill: "#ff5c5c" }));
+    if (p[3] === "changed") svg.append(el("svg:rect", { x: x(i) - 1, y: H - 4, width: 2, height: 4, fill: "#ff5c5c" }));
   });
   const last = points[points.length - 1];
   const top = last ? view.classes[last[2].indexOf(Math.max(...last[2]))] : "";

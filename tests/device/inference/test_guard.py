@@ -181,6 +181,71 @@ def test_a_face_without_landmarks_gets_a_verdict_without_the_landmark_check(face
     assert g.preserved == (g.reference_prob >= 0.15 and g.kl <= 1.0)
 
 
+# --- camera-routed faces (guard.camera_faces): the landmark check alone, or "unverified" ------------------
+
+STRICT = {"min_reference_prob": 1.0, "fallback_to_bicubic": True}  # fails every output's expression checks
+LOOSE = {"min_reference_prob": 0.0, "kl_max": 1e9, "fallback_to_bicubic": True}  # passes every one's
+
+
+def upside_down(face) -> np.ndarray:
+    return np.ascontiguousarray(face.hr[::-1])
+
+
+def test_a_camera_routed_face_without_a_landmark_check_is_unverified_and_never_swapped(faces, critic, mesh_models):
+    face = faces[0]
+    bad = upside_down(face)
+    cases = [(landmark_graph.mean_shape(), False, {}),  # aligned from the detector's keypoints
+             (face.landmarks_full, True, {"landmarks": False})]  # FaceMesh on the output turned off
+    for landmarks, found, option in cases:
+        verdict = ExpressionGuard(critic, mesh_models[1], GuardConfig(**STRICT, **option))(
+            face.lr, bad, landmarks, found, camera=True)
+        g = verdict.guard
+        assert g.verdict == "unverified" and not g.preserved and not g.fallback and verdict.image is bad
+        assert math.isnan(g.landmark_error) and not g.landmark_checked and g.kl >= 0  # the numbers still recorded
+        old = ExpressionGuard(critic, mesh_models[1], GuardConfig(**STRICT, **option, camera_faces="all_checks"))(
+            face.lr, bad, landmarks, found, camera=True)
+        assert old.guard.verdict == "changed" and old.guard.fallback  # today's rule: failed, swapped for bicubic
+        np.testing.assert_array_equal(old.image, bicubic_up(face.lr))
+
+
+def test_a_camera_routed_facemesh_face_is_judged_by_its_landmarks_alone(face_set, critic, mesh_models):
+    landmarker = mesh_models[1]
+    strict, loose = ExpressionGuard(critic, landmarker, GuardConfig(**STRICT)), ExpressionGuard(
+        critic, landmarker, GuardConfig(**LOOSE))
+    good = [strict(f.lr, sharpened(f.lr), f.landmarks_full, camera=True).guard for f in face_set]
+    for g in good:  # every expression check failed; the landmark error alone decides
+        assert g.landmark_checked and g.verdict == ("preserved" if g.landmark_error <= 0.10 else "changed")
+    assert sum(g.preserved for g in good) >= 0.6 * len(face_set), good
+    assert all(not strict(f.lr, sharpened(f.lr), f.landmarks_full).guard.preserved for f in face_set)  # not routed
+    for f in face_set:  # every expression check passed; the landmark check fails the face upside down
+        verdict = loose(f.lr, upside_down(f), f.landmarks_full, camera=True)
+        assert verdict.guard.verdict == "changed" and verdict.guard.landmark_error > 0.10 and verdict.guard.fallback
+
+
+def outputs_of(face_set) -> list[tuple[list, list, list, list]]:
+    """(lr, sr, landmarks, found) of a sharpened, a blurred and an upside-down output of every face."""
+    lr, lms = [f.lr for f in face_set], [f.landmarks_full for f in face_set]
+    found = [True] * len(face_set)
+    return [(lr, [make(f) for f in face_set], lms, found)
+            for make in (lambda f: sharpened(f.lr), lambda f: cv2.GaussianBlur(bicubic_up(f.lr), (0, 0), 6), upside_down)]
+
+
+def test_clean_routed_faces_and_the_all_checks_policy_are_judged_as_before(face_set, critic, mesh_models):
+    """Clean-routed and unrouted faces get the same verdicts under either policy, and ``all_checks``
+    gives camera-routed faces those verdicts too: today's rule, with two verdicts only."""
+    policies = [ExpressionGuard(critic, mesh_models[1], GuardConfig(camera_faces=p)) for p in ("landmarks", "all_checks")]
+    for lr, sr, lms, found in outputs_of(face_set):
+        n = len(sr)
+        unrouted = [v.guard for v in policies[0].batch(lr, sr, lms, found)]
+        before = [g.to_dict() for g in unrouted]
+        for guard in policies:
+            assert [v.guard.to_dict() for v in guard.batch(lr, sr, lms, found, camera=[False] * n)] == before
+        assert [v.guard.to_dict() for v in policies[1].batch(lr, sr, lms, found, camera=[True] * n)] == before
+        for g in unrouted:
+            old_rule = g.reference_prob >= 0.15 and g.kl <= 1.0 and not g.landmark_error > 0.10
+            assert g.verdict == ("preserved" if old_rule else "changed") and g.preserved == old_rule
+
+
 # --- the thresholds at their boundaries (no data set, no model) ---------------------------------------
 
 
@@ -264,3 +329,18 @@ def test_every_check_must_pass_and_a_failure_falls_back_when_asked():
     assert not failed.preserved and failed.fallback and failed.reference_prob == 0.10
     unchecked = verdict(GuardConfig(enabled=False), p_sr=implausible)
     assert unchecked.preserved and math.isnan(unchecked.kl)  # off: reported as preserved, with no numbers
+
+
+def test_a_camera_routed_face_keeps_its_tracks_last_landmark_verdict_between_checks():
+    shifted = MESH * SR.shape[0] + [1.5, 0.0]
+    error = landmark_error(shifted, MESH * SR.shape[0])
+    config = GuardConfig(min_reference_prob=1.0, landmark_max=below(error), landmark_every=5)  # expression fails
+    guard = ExpressionGuard(FixedCritic(P_BICUBIC, P_BICUBIC), FixedLandmarker(shifted), config)
+
+    def upscale(track: int, found: bool = True):
+        return guard.batch([LR], [SR], [MESH], [found], tracks=[track], camera=[True])[0].guard
+
+    first, second = upscale(3), upscale(3)
+    assert first.landmark_checked and first.verdict == "changed"
+    assert not second.landmark_checked and second.landmark_error == error and second.verdict == "changed"
+    assert upscale(4, found=False).verdict == "unverified"  # a keypoint face: no landmarks, no last error

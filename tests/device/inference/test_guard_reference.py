@@ -17,8 +17,9 @@ from edge_affectsr.builtin_face import builtin_face
 from edge_affectsr.bundle import MANIFEST, BundleError, GuardReference, read_manifest, write_bundle
 from edge_affectsr.device.capture.builtin import gradient_background
 from edge_affectsr.device.capture.frame import Frame
-from edge_affectsr.device.inference.guard import ExpressionGuard, GuardConfig
-from edge_affectsr.device.inference.pipeline import Pipeline, PipelineConfig
+from edge_affectsr.device.inference.guard import ExpressionGuard, GuardConfig, landmark_verdict
+from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline, PipelineConfig
+from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.service.camera_small import SMALL_MIN_FACE_PX, SmallFaces, stage
 from edge_affectsr.errors import UserError
 from edge_affectsr.metrics import kl_divergence
@@ -95,7 +96,7 @@ def test_a_reference_that_supports_the_sr_reading_turns_a_failure_into_a_pass(ro
     plain, _ = routed_bundles
     face = only_face(plain, camera_frame())
     lr, sr = face.aligned.lr, face.sr
-    strict = GuardConfig(min_reference_prob=0.99, kl_max=1e3, landmarks=False)
+    strict = GuardConfig(min_reference_prob=0.99, kl_max=1e3, landmarks=False, camera_faces="all_checks")
     top = int(np.argmax(face.verdict.p_sr))
     supportive = GuardReference(temperature=1.0, bias=[20.0 if c == top else 0.0 for c in range(7)],
                                 classes=list(FER_CLASSES))
@@ -106,6 +107,31 @@ def test_a_reference_that_supports_the_sr_reading_turns_a_failure_into_a_pass(ro
     assert not on_clean.guard.preserved and on_clean.guard.reference == "bicubic"
     unrouted = guard(lr, sr, face.aligned.landmarks_full)  # no route given: bicubic, as before
     assert unrouted.guard == on_clean.guard
+    by_landmarks = ExpressionGuard(plain.critic, None, strict.model_copy(update={"camera_faces": "landmarks"}), supportive)
+    assert by_landmarks(lr, sr, face.aligned.landmarks_full, camera=True).guard.verdict == "unverified"  # no check left
+
+
+def test_the_pipeline_judges_a_camera_routed_face_by_its_landmarks_and_counts_the_verdicts(routed_bundles):
+    """The built-in face as a small camera face, through the routed bundle's pipeline: the device's
+    verdict is the landmark check's (unverified on a keypoint face), counted under guard_<verdict>;
+    with ``camera_faces: all_checks`` it is today's rule."""
+    plain, _ = routed_bundles
+    stats = Stats(extra_counters=EXTRA_COUNTERS)
+    small = PipelineConfig(min_face_px=SMALL_MIN_FACE_PX)
+    faces = Pipeline(plain, small, stats=stats).process(Frame(0, 0.0, camera_frame())).faces
+    assert faces and all(f.event.sr_model == "camera" for f in faces)
+    for face in faces:
+        g = face.event.guard
+        assert g.verdict == landmark_verdict(g.landmark_error, GuardConfig())
+        assert (g.verdict == "unverified") == (face.event.landmarks == "keypoints")
+    counters = stats.snapshot()["counters"]
+    for verdict in ("preserved", "changed", "unverified"):
+        assert counters[f"guard_{verdict}"] == sum(f.event.guard.verdict == verdict for f in faces)
+    old = Pipeline(plain, small, GuardConfig(camera_faces="all_checks")).process(Frame(0, 0.0, camera_frame())).faces
+    for face in old:
+        g = face.event.guard
+        old_rule = g.reference_prob >= 0.15 and g.kl <= 1.0 and not g.landmark_error > 0.10
+        assert g.verdict == ("preserved" if old_rule else "changed")
 
 
 def test_a_reference_fitted_for_other_classes_is_refused(routed_bundles):

@@ -107,13 +107,14 @@ def test_report_per_track_reports_changes_only(bundle, three_faces):
 
 def test_track_reporter():
     per_track = TrackReporter("track")
-    assert per_track.should_report(1, "happy", True) and not per_track.should_report(1, "happy", True)
-    assert per_track.should_report(1, "happy", False) and per_track.should_report(1, "sad", False)
-    assert per_track.should_report(2, "sad", False)
+    assert per_track.should_report(1, "happy", "preserved") and not per_track.should_report(1, "happy", "preserved")
+    assert per_track.should_report(1, "happy", "changed") and per_track.should_report(1, "sad", "changed")
+    assert per_track.should_report(1, "sad", "unverified")  # a third verdict is a change too
+    assert per_track.should_report(2, "sad", "changed")
     per_track.forget_except({2})
-    assert per_track.should_report(1, "sad", False) and not per_track.should_report(2, "sad", False)
+    assert per_track.should_report(1, "sad", "changed") and not per_track.should_report(2, "sad", "changed")
     per_frame = TrackReporter("frame")
-    assert all(per_frame.should_report(1, "happy", True) for _ in range(3))
+    assert all(per_frame.should_report(1, "happy", "preserved") for _ in range(3))
 
 
 def test_faces_outside_the_size_limits_are_counted(bundle, three_faces):

@@ -11,13 +11,14 @@ import pytest
 from edge_affectsr.device.capture.builtin import BuiltinSequence, gradient_background
 from edge_affectsr.device.capture.frame import Frame
 from edge_affectsr.device.inference.pipeline import EXTRA_COUNTERS, Pipeline
-from edge_affectsr.device.inference.summaries import SummariesConfig
-from edge_affectsr.device.reporting.events import GroupEvent, TrackEvent
+from edge_affectsr.device.inference.summaries import ExpressionTimeline, SummariesConfig
+from edge_affectsr.device.reporting.events import GroupEvent, Guard, TrackEvent
 from edge_affectsr.device.reporting.stats import Stats
 from edge_affectsr.device.service.settings import DeviceConfig
 from edge_affectsr.runtime.bundle_models import load_bundle
 from edge_affectsr.runtime.interpreter import InterpreterConfig
 
+from _device_events import LABELS, make_event
 from device_bundle import require_bundle
 
 FPS = 25.0
@@ -67,7 +68,9 @@ def test_a_track_event_when_the_face_is_lost(run):
     assert track.frames >= track.upscales and track.duration_s == pytest.approx((track.frames - 1) / FPS, abs=0.2)
     assert track.expression == max(set(labels), key=labels.count)
     assert track.share == labels.count(track.expression) / len(labels)
-    assert track.guard_pass_rate == sum(e.guard.preserved for e in upscales) / len(upscales)
+    verified = [e for e in upscales if e.guard.verdict != "unverified"]
+    assert track.guard_unverified == len(upscales) - len(verified)
+    assert track.guard_pass_rate == sum(e.guard.preserved for e in verified) / len(verified)
     assert sum(track.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
     assert track.model == pipe.bundle.name and "\n" not in track.to_json()
 
@@ -89,3 +92,20 @@ def test_the_end_of_input_closes_live_tracks_and_the_last_window():
                      summaries=SummariesConfig(tracks=False, group_every_s=None))
     quiet.process(Frame(0, 0.0, seq.render(0)), "builtin")
     assert quiet.finish("builtin") == []
+
+
+def test_the_pass_rate_is_over_verified_upscales_and_the_unverified_are_counted_beside_it():
+    """Track 1: 2 kept, 1 changed, 3 not verified -> 2/3 and 3; track 2: none verified -> no rate (null)."""
+    timeline = ExpressionTimeline(LABELS, SummariesConfig(min_upscales=1))
+    verdicts = {1: ["preserved", "changed", "unverified", "preserved", "unverified", "unverified"],
+                2: ["unverified"] * 4}
+    for track_id, seq in verdicts.items():
+        timeline.seen([track_id], 0.0)
+        for i, verdict in enumerate(seq):
+            error = np.nan if verdict == "unverified" else 0.05
+            guard = Guard.judged(verdict, agreement=True, kl=0.1, landmark_error=error)
+            timeline.observe(make_event(i, track_id=track_id, guard=guard))
+    ended = {t.track_id: t for t in timeline.end([1, 2])}
+    assert ended[1].upscales == 6 and ended[1].guard_unverified == 3 and ended[1].guard_pass_rate == pytest.approx(2 / 3)
+    assert ended[2].guard_unverified == 4 and np.isnan(ended[2].guard_pass_rate)
+    assert ended[2].to_dict()["guard_pass_rate"] is None and "NaN" not in ended[2].to_json()

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from _device_events import make_event
-from edge_affectsr.device.reporting.events import FaceEvent, Guard, format_time, parse_time, utc_now_iso
+from _device_events import make_event, make_track_event
+from edge_affectsr.device.reporting.events import FaceEvent, Guard, TrackEvent, format_time, parse_time, utc_now_iso
 
 
 def test_json_is_one_line_with_every_field():
@@ -25,7 +25,8 @@ def test_json_is_one_line_with_every_field():
     assert data["landmarks"] == "facemesh"  # the default path
     assert data["frame"] == 7 and data["track_id"] == 4 and data["lr_size"] == [32, 32]
     assert data["guard"] == {"preserved": True, "agreement": True, "kl": 0.012, "landmark_error": 0.031, "fallback": False,
-                             "reference_prob": None, "landmark_checked": True, "reference": "bicubic"}
+                             "reference_prob": None, "landmark_checked": True, "reference": "bicubic",
+                             "verdict": "preserved"}
     assert data["latency_ms"]["sr"] == 2.9 and data["expression"] == "happy"
     assert parse_time(data["time"]).tzinfo is not None and data["time"].endswith("Z")
 
@@ -84,6 +85,34 @@ def test_the_guard_reference_is_recorded_and_old_events_read_as_bicubic():
     assert FaceEvent.from_dict(old).guard.reference == "bicubic"
     with pytest.raises(ValueError, match="guard reference"):
         Guard(True, True, 0.1, 0.1, reference="hr")
+
+
+def test_the_verdict_is_recorded_and_old_events_read_as_preserved_or_changed():
+    unverified = make_event(guard=Guard.judged("unverified", agreement=False, kl=0.4, landmark_error=math.nan,
+                                               landmark_checked=False))
+    data = json.loads(unverified.to_json())["guard"]
+    assert data["verdict"] == "unverified" and data["preserved"] is False  # not verified is not preserved
+    assert FaceEvent.from_json(unverified.to_json()) == unverified
+    for preserved, verdict in ((True, "preserved"), (False, "changed")):
+        old = make_event(guard=Guard(preserved, True, 0.1, 0.05)).to_dict()
+        del old["guard"]["verdict"]  # written before the field: two verdicts only
+        assert FaceEvent.from_dict(old).guard.verdict == verdict
+    with pytest.raises(ValueError, match="contradicts"):
+        Guard(True, True, 0.1, 0.1, verdict="unverified")
+    with pytest.raises(ValueError, match="guard verdict"):
+        Guard(False, True, 0.1, 0.1, verdict="maybe")
+
+
+def test_a_track_without_verified_upscales_has_no_pass_rate_and_old_tracks_none_unverified():
+    none_verified = make_track_event(guard_pass_rate=math.nan, guard_unverified=90)
+    data = json.loads(none_verified.to_json())
+    assert data["guard_pass_rate"] is None and data["guard_unverified"] == 90
+    again = TrackEvent.from_json(none_verified.to_json())
+    assert math.isnan(again.guard_pass_rate) and again.guard_unverified == 90
+    track = make_track_event()
+    old = track.to_dict()
+    del old["guard_unverified"]  # written before the field: every upscale was verified
+    assert TrackEvent.from_dict(old) == track and track.guard_unverified == 0
 
 
 @pytest.mark.parametrize("field,value", [("bbox", (1, 2, 3)), ("lr_size", (32,))])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sqlite3
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from _device_events import make_event
+from _device_events import make_event, make_track_event
 from _tmpfs import small_tmpfs
 from edge_affectsr.config import ConfigError, validate
-from edge_affectsr.device.reporting.events import FaceEvent, format_time
+from edge_affectsr.device.reporting.events import FaceEvent, Guard, TrackEvent, format_time
 from edge_affectsr.device.reporting.store import EventStore, SinceError, StoreConfig, StoreError, parse_since
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -73,6 +74,29 @@ def test_the_landmark_path_is_stored_and_rows_from_before_it_read_back(store):
     assert [r.get("landmarks") for r in rows] == ["keypoints", None]
     assert [FaceEvent.from_dict(r).landmarks for r in rows] == ["keypoints", "facemesh"]
     assert store._db.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_guard_verdicts_are_stored_and_rows_from_before_them_read_back(tmp_path):
+    """A database an earlier version wrote (its rows' guards without ``verdict``, its tracks without
+    ``guard_unverified``) opens, serves its rows as they were and reads back with the defaults."""
+    path = tmp_path / "old.db"
+    with EventStore(StoreConfig(path=path, retention_days=None)) as old:
+        with old._write_lock:
+            for i, preserved in enumerate((True, False)):
+                row = make_event(i, time=at(i), guard=Guard(preserved, True, 0.1, 0.05)).to_dict()
+                del row["guard"]["verdict"]
+                old._db.execute("INSERT INTO events(ts, track_id, frame, data) VALUES (?, ?, ?, ?)",
+                                (NOW.timestamp() + i, 1, i, json.dumps(row)))
+            track = make_track_event().to_dict()
+            del track["guard_unverified"]
+            old._db.execute("INSERT INTO tracks(ts, track_id, data) VALUES (?, ?, ?)", (NOW.timestamp(), 1, json.dumps(track)))
+    with EventStore(StoreConfig(path=path, retention_days=None)) as store:
+        store.insert(make_event(2, time=at(2), guard=Guard.judged("unverified", agreement=True, kl=0.2,
+                                                                   landmark_error=math.nan)))
+        rows = store.events_since(None)
+        assert [r["guard"].get("verdict") for r in rows] == [None, None, "unverified"]
+        assert [FaceEvent.from_dict(r).guard.verdict for r in rows] == ["preserved", "changed", "unverified"]
+        assert TrackEvent.from_dict(store.events_since(None, kind="track")[0]).guard_unverified == 0
 
 
 def test_since_parsing():

@@ -55,19 +55,36 @@ def test_guard_separates_kept_from_destroyed_expressions(report):
 def test_report_files(report, tmp_path):
     write_report(report, tmp_path / "r.json", tmp_path / "r.md")
     table = (tmp_path / "r.md").read_text()
-    scores, by_reference = [block for block in table.split("\n\n") if block.startswith("|")][:2]
-    assert table.startswith("| output |") and len(scores.splitlines()) == len(by_reference.splitlines()) == len(OUTPUTS) + 2
+    scores, verdicts = [block for block in table.split("\n\n") if block.startswith("|")][:2]
+    assert table.startswith("| output |") and len(scores.splitlines()) == len(verdicts.splitlines()) == len(OUTPUTS) + 2
+    assert "kept / changed / not verified" in verdicts.splitlines()[0]
+    assert "All checks, by reference" not in table  # the shipped bundle has no calibrated reference to compare
     assert markdown(report) in table
 
 
 def test_without_a_guard_reference_both_references_are_bicubic_and_the_pass_rates_split_by_rightness(report):
-    """The shipped bundle has no guard_reference: the bundle's guard is the bicubic one; the pass rate
-    is the mix of the rates among outputs read as the HR crop and the others, weighted by agreement."""
+    """The shipped bundle has no guard_reference: every check against the bundle's reference is every
+    check against bicubic; under all checks every output is verified and the pass rate is the mix of
+    the rates among outputs read as the HR crop and the others, weighted by agreement."""
     for r in report["rows"]:
-        assert r["guard_calibrated_reference"] == 0.0 and r["guard_pass"] == r["guard_pass_bicubic_reference"]
-        a, right, wrong = r["agreement_with_hr"], r["guard_pass_if_right"], r["guard_pass_if_wrong"]
+        assert r["guard_calibrated_reference"] == 0.0
+        for key in ("guard_pass", "guard_pass_if_right", "guard_pass_if_wrong"):
+            assert r[f"{key}_all_checks"] == r[f"{key}_bicubic_reference"]
+        a, right, wrong = r["agreement_with_hr"], r["guard_pass_if_right_all_checks"], r["guard_pass_if_wrong_all_checks"]
         mixed = (a * right if a else 0.0) + ((1 - a) * wrong if a < 1 else 0.0)
-        assert mixed == pytest.approx(r["guard_pass"])
+        assert r["guard_unverified_all_checks"] == 0.0 and mixed == pytest.approx(r["guard_pass_all_checks"])
+
+
+def test_the_device_guards_verdicts_split_every_output_and_only_camera_routed_ones_go_unverified(report):
+    for r in report["rows"]:
+        assert r["guard_pass"] + r["guard_changed"] + r["guard_unverified"] == pytest.approx(1.0)
+        assert r["guard_unverified"] <= r["camera_routed"]
+        verified = 1.0 - r["guard_unverified"]
+        if verified:
+            assert r["guard_pass_verified"] == pytest.approx(r["guard_pass"] / verified)
+        if not r["camera_routed"]:  # no face routed to the camera model: the device's guard is today's
+            assert [r[k] for k in ("guard_pass", "guard_pass_if_right", "guard_pass_if_wrong")] == \
+                [r[f"{k}_all_checks"] for k in ("guard_pass", "guard_pass_if_right", "guard_pass_if_wrong")]
 
 
 def test_too_few_photos_is_a_clear_error(tmp_path):

@@ -129,6 +129,8 @@ def test_faces_facemesh_rejects_are_scored_from_keypoints_and_counted_per_path(b
     entry = report["by_path"]["keypoints"]
     assert entry["faces"] == paths["keypoints"] and [r["output"] for r in entry["rows"]] == ["int8 SR (bundle)", "bicubic"]
     assert all(r["landmark_error_median"] is None and r["no_face_in_output"] is None for r in entry["rows"])
+    for r in entry["rows"]:  # no landmark check: a camera-routed face is not verified, any other is judged
+        assert r["guard_unverified"] == r["camera_routed"] and r["guard_unverified_all_checks"] == 0.0
     table = markdown(report)
     assert f"detector keypoints {paths['keypoints']}" in table and "| keypoints |" in table
     skipped = camera_eval(require_bundle(), builtin_faces, faces=3, stride=1, small=spec, fallback="skip")
