@@ -8,9 +8,9 @@ add, so the TFLite graph ends in a single DEPTH_TO_SPACE.
 The output is **not clipped** to [0, 1]: every runtime clips when it turns the output into pixels
 (``runtime.sr.to_uint8``; a TensorRT user of ``sr.onnx`` must too). In the graph, onnx2tf turns the
 clip into an int8 MINIMUM + RELU pair that XNNPACK does not delegate, which split the int8 model into
-three delegate partitions and took ~40 % of its CPU time (p50 1.3 -> 0.8 ms a face at 2 threads);
-the int8 output's step grows from 1/255 to ~1.4/255 (int8 vs torch on 100 calibration faces:
-46.0 -> 45.9 dB).
+three delegate partitions (``edge-affectsr bench``, per-face table, back to back: 1.43 -> 0.95 ms a face
+at 2 threads). The int8 output's step grows from 1/255 to ~1.4/255; int8 vs fp32 in the bundle report
+(``make bundle-x4``): 45.65 -> 45.52 dB on camera faces, 46.51 -> 46.40 dB clean.
 """
 
 from __future__ import annotations
